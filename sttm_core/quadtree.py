@@ -1,0 +1,222 @@
+"""Spatial half of STTM: a quadtree pyramid per frame and the coarse-to-fine token search.
+
+The pyramid is built once for a video's features; every threshold and root level afterwards
+only reads the small per-node similarity maps it recorded, so re-merging is cheap.
+
+Geometry (the official implementation's): from the leaf grid (H, W) the sides are halved with
+ceil until one side reaches 2. On an odd side the *first* row/column of a level is the 1-wide
+partial block, so for a child axis of length n with o = n % 2:
+    parent of child r       = (r + o) // 2
+    children of parent i    = rows max(2i - o, 0) .. 2i + 1 - o
+Shape legend: T frames, H x W leaf grid, h x w a level's grid, C channels, S spatial tokens.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+EPS = 1e-8
+
+
+def pyramid_sizes(height: int, width: int) -> list[tuple[int, int]]:
+    """Grid size of each quadtree level, coarse -> fine; the last one is (height, width)."""
+    sizes = [(height, width)]
+    h, w = height, width
+    while h != 2 and w != 2 and (h, w) != (1, 1):  # a 1x1 grid never reaches 2
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+        sizes.insert(0, (h, w))
+    return sizes
+
+
+def unit_vectors(x: Tensor, head_dim: int | None = None) -> Tensor:
+    """fp32 vectors whose dot product is the cosine similarity of the inputs.
+
+    With head_dim, each head is normalised on its own and scaled by 1/sqrt(heads), so a dot
+    product gives the cosine similarity averaged over heads.  [..., C] -> [..., C] fp32
+    """
+    x = x.float()
+    if head_dim is None:
+        return x / x.norm(dim=-1, keepdim=True).clamp_min(EPS)
+    heads = x.unflatten(-1, (-1, head_dim))  # [..., nh, hd]
+    heads = heads / heads.norm(dim=-1, keepdim=True).clamp_min(EPS)
+    return heads.flatten(-2) / math.sqrt(heads.shape[-2])
+
+
+@dataclass
+class Axis:
+    """One axis (rows or columns) of the pyramid; lists are per level, coarse -> fine."""
+
+    start: list[Tensor]    # [n_l] first leaf index a node covers
+    end: list[Tensor]      # [n_l] one past its last leaf index
+    parent: list[Tensor]   # [n_l] index of its parent in the level above (level 0: itself)
+    ancestor: list[Tensor]  # [n_leaf] the level-l node that covers each leaf index
+
+    @classmethod
+    def build(cls, lengths: list[int], device) -> "Axis":
+        """lengths: the axis length at each level, coarse -> fine."""
+        leaf = torch.arange(lengths[-1], device=device)
+        start, end, parent, ancestor = [leaf], [leaf + 1], [], [leaf]
+        for n in reversed(lengths[1:]):  # child length n -> parent length ceil(n / 2)
+            odd = n % 2
+            parent.insert(0, (torch.arange(n, device=device) + odd) // 2)
+            first_child = (2 * torch.arange(math.ceil(n / 2), device=device) - odd).clamp_min(0)
+            last_child = 2 * torch.arange(math.ceil(n / 2), device=device) + 1 - odd
+            start.insert(0, start[0][first_child])
+            end.insert(0, end[0][last_child])
+            ancestor.insert(0, parent[0][ancestor[0]])
+        parent.insert(0, torch.arange(lengths[0], device=device))
+        return cls(start, end, parent, ancestor)
+
+
+def pool_2x2(x: Tensor, area: Tensor | None = None) -> Tensor:
+    """Average each node's 2x2 children; an odd side's first row/column pools 1-wide blocks.
+
+    x: [T, h, w, C] -> [T, ceil(h/2), ceil(w/2), C]. With area [h, w] (patches per child) the
+    average is weighted by it. The [T, C, h, w] view of x is channels-last, so no copy is made.
+    """
+    h, w = x.shape[1:3]
+    pad = (h % 2, w % 2)
+
+    def avg(v: Tensor) -> Tensor:  # [T, h, w, C] -> [T, h', w', C]
+        pooled = F.avg_pool2d(v.permute(0, 3, 1, 2), 2, 2, padding=pad, count_include_pad=False)
+        return pooled.permute(0, 2, 3, 1)
+
+    if area is None:
+        return avg(x)
+    a = area.to(x.dtype)[None, :, :, None]  # [1, h, w, 1]
+    return avg(x * a) / avg(a)
+
+
+def min_child_similarity(parent: Tensor, child: Tensor, rows: Tensor, cols: Tensor,
+                         head_dim: int | None) -> Tensor:
+    """Smallest cosine similarity (fp32) between each node and its children.
+
+    parent: [T, h', w', C], child: [T, h, w, C]; rows/cols: [h]/[w] parent index of each child
+    row/column. Returns [T, h', w'].
+    """
+    h, w = child.shape[1:3]
+    p = unit_vectors(parent, head_dim)  # [T, h', w', C]
+    c = unit_vectors(child, head_dim)   # [T, h, w, C]
+    sim = torch.linalg.vecdot(c, p[:, rows][:, :, cols])  # [T, h, w] each child vs its parent
+    # block minimum; max_pool2d pads with -inf, i.e. the absent child of an odd edge never wins
+    smallest = -F.max_pool2d(-sim[:, None], 2, 2, padding=(h % 2, w % 2))[:, 0]  # [T, h', w']
+    if h % 2 or w % 2:
+        # The official code points the unused child slots of a partial edge node at the
+        # level's top-left child, so those nodes must also be similar to it. Reproduced so the
+        # tokens are the official ones.
+        edge = torch.zeros(smallest.shape[1:], dtype=torch.bool, device=sim.device)
+        edge[: h % 2] = True
+        edge[:, : w % 2] = True
+        corner = torch.einsum("tijc,tc->tij", p, c[:, 0, 0])  # [T, h', w']
+        smallest = torch.where(edge, torch.minimum(smallest, corner), smallest)
+    return smallest
+
+
+@dataclass
+class SpatialTokens:
+    """Per-frame multi-granular tokens, sorted by (t, y0, x0)."""
+
+    features: Tensor   # [S, C] input dtype
+    boxes: Tensor      # [S, 5] (t, y0, x0, y1, x1), leaf patch units, y1/x1 exclusive
+    token_map: Tensor  # [T, H, W] index of the token each leaf patch belongs to
+
+    @property
+    def areas(self) -> Tensor:  # [S] patches per token
+        b = self.boxes
+        return (b[:, 3] - b[:, 1]) * (b[:, 4] - b[:, 2])
+
+
+class QuadtreePyramid:
+    """All quadtree levels of a video's features and each node's similarity to its children.
+
+    Built once (one pass of pooling and similarities over the features); `search` and `tokens`
+    then take any threshold and root level without touching the features again.
+    """
+
+    def __init__(self, features: Tensor, head_dim: int | None = None, area_weighted: bool = False):
+        T, H, W, C = features.shape
+        self.grid = (T, H, W)
+        self.sizes = pyramid_sizes(H, W)
+        device = features.device
+        self.rows = Axis.build([h for h, _ in self.sizes], device)
+        self.cols = Axis.build([w for _, w in self.sizes], device)
+        self.head_dim = head_dim
+        self.levels = [features]  # coarse -> fine, [T, h_l, w_l, C]
+        for level in range(len(self.sizes) - 2, -1, -1):
+            area = self.area(level + 1) if area_weighted else None
+            self.levels.insert(0, pool_2x2(self.levels[0], area))
+        self._min_child_sim: dict[int, Tensor] = {}
+
+    def min_child_sim(self, level: int) -> Tensor:
+        """[T, h_l, w_l] fp32 smallest similarity of each node to its children (non-leaf level).
+        Computed on first use: a search from a fine root never needs the coarse ones."""
+        if level not in self._min_child_sim:
+            self._min_child_sim[level] = min_child_similarity(
+                self.levels[level], self.levels[level + 1], self.rows.parent[level + 1],
+                self.cols.parent[level + 1], self.head_dim)
+        return self._min_child_sim[level]
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.sizes)
+
+    def area(self, level: int) -> Tensor:
+        """[h_l, w_l] leaf patches under each node of a level."""
+        heights = self.rows.end[level] - self.rows.start[level]
+        widths = self.cols.end[level] - self.cols.start[level]
+        return heights[:, None] * widths[None, :]
+
+    def search(self, threshold: float, root_level: int) -> list[Tensor]:
+        """Coarse-to-fine search. Returns, per level from the root down, a [T, h_l, w_l] mask of
+        the nodes kept as tokens: a visited node stops iff it is similar to all its children."""
+        T = self.grid[0]
+        h, w = self.sizes[root_level]
+        visited = torch.ones(T, h, w, dtype=torch.bool, device=self.levels[0].device)
+        kept = []
+        if threshold > 1:  # cosine never exceeds 1: nothing stops, every leaf is a token
+            empty = [torch.zeros(T, *self.sizes[l], dtype=torch.bool, device=visited.device)
+                     for l in range(root_level, self.num_levels - 1)]
+            return empty + [torch.ones(T, *self.sizes[-1], dtype=torch.bool, device=visited.device)]
+        for level in range(root_level, self.num_levels - 1):
+            stop = visited & (self.min_child_sim(level) >= threshold)
+            kept.append(stop)
+            split = visited & ~stop  # [T, h_l, w_l] -> its children on the next level
+            visited = split[:, self.rows.parent[level + 1]][:, :, self.cols.parent[level + 1]]
+        kept.append(visited)  # leaves are always kept
+        return kept
+
+    def count(self, threshold: float, root_level: int) -> int:
+        """Number of spatial tokens at a threshold, without gathering any features."""
+        return int(sum(mask.sum() for mask in self.search(threshold, root_level)))
+
+    def tokens(self, threshold: float, root_level: int) -> SpatialTokens:
+        kept = self.search(threshold, root_level)
+        levels = range(root_level, self.num_levels)
+        features, boxes = [], []
+        for level, mask in zip(levels, kept):
+            t, i, j = mask.nonzero(as_tuple=True)
+            features.append(self.levels[level][t, i, j])
+            boxes.append(torch.stack([t, self.rows.start[level][i], self.cols.start[level][j],
+                                      self.rows.end[level][i], self.cols.end[level][j]], dim=1))
+        features, boxes = torch.cat(features), torch.cat(boxes)  # [S, C], [S, 5]
+        _, H, W = self.grid
+        order = torch.argsort(boxes[:, 0] * (H * W) + boxes[:, 1] * W + boxes[:, 2])
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(len(order), device=order.device)
+        return SpatialTokens(features[order], boxes[order], self._token_map(kept, levels, rank))
+
+    def _token_map(self, kept: list[Tensor], levels, rank: Tensor) -> Tensor:
+        """[T, H, W] token index of each leaf patch: every patch has exactly one kept ancestor."""
+        token_map, offset = None, 0
+        for level, mask in zip(levels, kept):
+            ids = torch.full(mask.shape, -1, dtype=torch.long, device=mask.device)
+            n = int(mask.sum())
+            ids[mask] = rank[offset:offset + n]
+            offset += n
+            at_leaf = ids[:, self.rows.ancestor[level]][:, :, self.cols.ancestor[level]]
+            token_map = at_leaf if token_map is None else torch.maximum(token_map, at_leaf)
+        return token_map
