@@ -86,6 +86,7 @@ class VideoTokenMerger:
         self.head_dim = head_dim
         self.area_weighted = area_weighted
         self.pyramid = QuadtreePyramid(features, head_dim, area_weighted)
+        check_finite(features, self.pyramid.levels[0])
 
     @property
     def num_levels(self) -> int:
@@ -176,14 +177,20 @@ def check_features(features, head_dim: int | None = None) -> None:
                          "(need at least 1 frame, a 1x1 grid and 1 channel)")
     if not features.is_floating_point():
         raise ValueError(f"features must be a floating-point tensor, got {features.dtype}")
-    bad = int((~torch.isfinite(features)).sum())
-    if bad:
-        raise ValueError(f"features contain {bad} NaN/inf values; merging needs finite features")
     if head_dim is not None:
         channels = features.shape[-1]
         if not _is_int(head_dim) or head_dim <= 0 or channels % head_dim:
             raise ValueError(f"head_dim={head_dim!r} must be a positive integer dividing the "
                              f"{channels} channels")
+
+
+def check_finite(features: Tensor, coarsest: Tensor) -> None:
+    """A NaN/inf feature reaches the coarsest pyramid level (a mean over every patch), so that
+    small tensor is checked first; the full count is only taken for the message."""
+    if not bool(torch.isfinite(coarsest).all()):
+        bad = int((~torch.isfinite(features)).sum())
+        if bad:
+            raise ValueError(f"features contain {bad} NaN/inf values; merging needs finite features")
 
 
 def check_threshold(name: str, value, allow_none: bool = False) -> None:

@@ -32,18 +32,21 @@ def pyramid_sizes(height: int, width: int) -> list[tuple[int, int]]:
     return sizes
 
 
-def unit_vectors(x: Tensor, head_dim: int | None = None) -> Tensor:
-    """fp32 vectors whose dot product is the cosine similarity of the inputs.
+def cosine_to_each(items: Tensor, refs: Tensor, head_dim: int | None = None) -> Tensor:
+    """fp32 cosine similarity of items to their reference vector (averaged over heads of
+    size head_dim if given). items [n, k, C], refs [n, C] -> [n, k]
 
-    With head_dim, each head is normalised on its own and scaled by 1/sqrt(heads), so a dot
-    product gives the cosine similarity averaged over heads.  [..., C] -> [..., C] fp32
+    A batched matmul reads each vector once and writes no [n, k, C] temporaries.
     """
-    x = x.float()
-    if head_dim is None:
-        return x / x.norm(dim=-1, keepdim=True).clamp_min(EPS)
-    heads = x.unflatten(-1, (-1, head_dim))  # [..., nh, hd]
-    heads = heads / heads.norm(dim=-1, keepdim=True).clamp_min(EPS)
-    return heads.flatten(-2) / math.sqrt(heads.shape[-2])
+    items, refs = items.float(), refs.float()
+    if head_dim is not None:  # heads join the batch: [n * nh, k, hd] and [n * nh, hd]
+        n = items.shape[0]
+        items = items.unflatten(-1, (-1, head_dim)).transpose(1, 2).flatten(0, 1)
+        refs = refs.unflatten(-1, (-1, head_dim)).flatten(0, 1)
+        return cosine_to_each(items, refs).unflatten(0, (n, -1)).mean(dim=1)
+    dots = torch.bmm(items, refs[:, :, None])[..., 0]  # [n, k]
+    norms = items.norm(dim=-1).clamp_min(EPS) * refs.norm(dim=-1, keepdim=True).clamp_min(EPS)
+    return dots / norms
 
 
 @dataclass
@@ -54,22 +57,23 @@ class Axis:
     end: list[Tensor]      # [n_l] one past its last leaf index
     parent: list[Tensor]   # [n_l] index of its parent in the level above (level 0: itself)
     ancestor: list[Tensor]  # [n_leaf] the level-l node that covers each leaf index
+    children: list[Tensor]  # [n_l, 2] its children in the level below, -1 where absent
 
     @classmethod
     def build(cls, lengths: list[int], device) -> "Axis":
         """lengths: the axis length at each level, coarse -> fine."""
         leaf = torch.arange(lengths[-1], device=device)
-        start, end, parent, ancestor = [leaf], [leaf + 1], [], [leaf]
+        start, end, parent, ancestor, children = [leaf], [leaf + 1], [], [leaf], []
         for n in reversed(lengths[1:]):  # child length n -> parent length ceil(n / 2)
             odd = n % 2
             parent.insert(0, (torch.arange(n, device=device) + odd) // 2)
-            first_child = (2 * torch.arange(math.ceil(n / 2), device=device) - odd).clamp_min(0)
-            last_child = 2 * torch.arange(math.ceil(n / 2), device=device) + 1 - odd
-            start.insert(0, start[0][first_child])
-            end.insert(0, end[0][last_child])
+            first = 2 * torch.arange(math.ceil(n / 2), device=device) - odd  # -1: absent
+            children.insert(0, torch.stack([first, first + 1], dim=1))
+            start.insert(0, start[0][first.clamp_min(0)])
+            end.insert(0, end[0][first + 1])
             ancestor.insert(0, parent[0][ancestor[0]])
         parent.insert(0, torch.arange(lengths[0], device=device))
-        return cls(start, end, parent, ancestor)
+        return cls(start, end, parent, ancestor, children)
 
 
 def pool_2x2(x: Tensor, area: Tensor | None = None) -> Tensor:
@@ -89,31 +93,6 @@ def pool_2x2(x: Tensor, area: Tensor | None = None) -> Tensor:
         return avg(x)
     a = area.to(x.dtype)[None, :, :, None]  # [1, h, w, 1]
     return avg(x * a) / avg(a)
-
-
-def min_child_similarity(parent: Tensor, child: Tensor, rows: Tensor, cols: Tensor,
-                         head_dim: int | None) -> Tensor:
-    """Smallest cosine similarity (fp32) between each node and its children.
-
-    parent: [T, h', w', C], child: [T, h, w, C]; rows/cols: [h]/[w] parent index of each child
-    row/column. Returns [T, h', w'].
-    """
-    h, w = child.shape[1:3]
-    p = unit_vectors(parent, head_dim)  # [T, h', w', C]
-    c = unit_vectors(child, head_dim)   # [T, h, w, C]
-    sim = torch.linalg.vecdot(c, p[:, rows][:, :, cols])  # [T, h, w] each child vs its parent
-    # block minimum; max_pool2d pads with -inf, i.e. the absent child of an odd edge never wins
-    smallest = -F.max_pool2d(-sim[:, None], 2, 2, padding=(h % 2, w % 2))[:, 0]  # [T, h', w']
-    if h % 2 or w % 2:
-        # The official code points the unused child slots of a partial edge node at the
-        # level's top-left child, so those nodes must also be similar to it. Reproduced so the
-        # tokens are the official ones.
-        edge = torch.zeros(smallest.shape[1:], dtype=torch.bool, device=sim.device)
-        edge[: h % 2] = True
-        edge[:, : w % 2] = True
-        corner = torch.einsum("tijc,tc->tij", p, c[:, 0, 0])  # [T, h', w']
-        smallest = torch.where(edge, torch.minimum(smallest, corner), smallest)
-    return smallest
 
 
 @dataclass
@@ -149,16 +128,30 @@ class QuadtreePyramid:
         for level in range(len(self.sizes) - 2, -1, -1):
             area = self.area(level + 1) if area_weighted else None
             self.levels.insert(0, pool_2x2(self.levels[0], area))
-        self._min_child_sim: dict[int, Tensor] = {}
+        self._min_child_sim: dict[int, Tensor] = {}  # per non-leaf level, NaN = not computed
 
-    def min_child_sim(self, level: int) -> Tensor:
-        """[T, h_l, w_l] fp32 smallest similarity of each node to its children (non-leaf level).
-        Computed on first use: a search from a fine root never needs the coarse ones."""
-        if level not in self._min_child_sim:
-            self._min_child_sim[level] = min_child_similarity(
-                self.levels[level], self.levels[level + 1], self.rows.parent[level + 1],
-                self.cols.parent[level + 1], self.head_dim)
-        return self._min_child_sim[level]
+    def min_child_sim(self, level: int, nodes: Tensor) -> Tensor:
+        """[T, h_l, w_l] fp32 smallest cosine similarity of each node to its children, filled
+        in for `nodes` ([T, h_l, w_l] bool) on first need: a search touches only the nodes it
+        visits, and later searches reuse what earlier ones computed."""
+        sims = self._min_child_sim.setdefault(
+            level, torch.full(nodes.shape, torch.nan, device=nodes.device))
+        todo = nodes & sims.isnan()
+        if todo.any():
+            t, i, j = todo.nonzero(as_tuple=True)
+            sims[t, i, j] = self._similarity_to_children(level, t, i, j)
+        return sims
+
+    def _similarity_to_children(self, level: int, t: Tensor, i: Tensor, j: Tensor) -> Tensor:
+        """[n] smallest similarity of nodes (t, i, j) of a level to their up to 4 children."""
+        rows = self.rows.children[level][i][:, :, None].expand(-1, 2, 2)  # [n, 2, 2]
+        cols = self.cols.children[level][j][:, None, :].expand(-1, 2, 2)
+        present = (rows >= 0) & (cols >= 0)
+        # The official code points an edge node's absent child slots at the level's top-left
+        # child (0, 0), so such nodes must be similar to it too; reproduced for its tokens.
+        rows, cols = rows.where(present, 0), cols.where(present, 0)
+        children = self.levels[level + 1][t[:, None, None], rows, cols].flatten(1, 2)  # [n, 4, C]
+        return cosine_to_each(children, self.levels[level][t, i, j], self.head_dim).amin(dim=1)
 
     @property
     def num_levels(self) -> int:
@@ -182,7 +175,7 @@ class QuadtreePyramid:
                      for l in range(root_level, self.num_levels - 1)]
             return empty + [torch.ones(T, *self.sizes[-1], dtype=torch.bool, device=visited.device)]
         for level in range(root_level, self.num_levels - 1):
-            stop = visited & (self.min_child_sim(level) >= threshold)
+            stop = visited & (self.min_child_sim(level, visited) >= threshold)
             kept.append(stop)
             split = visited & ~stop  # [T, h_l, w_l] -> its children on the next level
             visited = split[:, self.rows.parent[level + 1]][:, :, self.cols.parent[level + 1]]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .quadtree import unit_vectors
+from .quadtree import cosine_to_each
 
 TEMPORAL_MODES = ("official", "components", "best_match")
 
@@ -42,8 +42,7 @@ def candidate_pairs(token_map: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
 def pair_similarity(features: Tensor, earlier: Tensor, later: Tensor,
                     head_dim: int | None = None) -> Tensor:
     """[P] fp32 cosine similarity of each pair (averaged over heads with head_dim)."""
-    unit = unit_vectors(features, head_dim)  # [S, C]
-    return torch.linalg.vecdot(unit[earlier], unit[later])
+    return cosine_to_each(features[later][:, None], features[earlier], head_dim)[:, 0]
 
 
 def group_labels(n: int, earlier: Tensor, later: Tensor, similarity: Tensor, threshold: float,
