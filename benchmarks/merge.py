@@ -31,18 +31,20 @@ NOISE = {"smooth": 1.0, "typical": 1.5, "noisy": 2.5}  # patch noise: sets how m
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def synthetic_features(T, H, W, C, noise, seed=0):
+def synthetic_features(T, H, W, C, noise, seed=0, dtype=torch.float32):
     """[T, H, W, C]: smooth fields at 1/8, 1/4 and 1/2 of the grid (objects and parts), each
-    drifting over time, plus per-patch noise; `noise` sets how much merges."""
+    drifting over time, plus per-patch noise; `noise` sets how much merges. Written frame by
+    frame into one tensor, so building it adds little to the memory high-water mark."""
     g = torch.Generator().manual_seed(seed)
     scales = [(max(2, H // k), max(2, W // k)) for k in (8, 4, 2)]
     fields = [torch.randn(1, C, h, w, generator=g) for h, w in scales]
-    frames = []
-    for _ in range(T):
+    video = torch.empty(T, H, W, C, dtype=dtype)
+    for t in range(T):
         fields = [f + 0.3 * torch.randn(f.shape, generator=g) for f in fields]
         frame = sum(F.interpolate(f, (H, W), mode="bilinear", align_corners=False) for f in fields)
-        frames.append(frame + noise * torch.randn(1, C, H, W, generator=g))
-    return torch.cat(frames).permute(0, 2, 3, 1).contiguous()
+        frame = frame + noise * torch.randn(1, C, H, W, generator=g)
+        video[t] = frame[0].permute(1, 2, 0)
+    return video
 
 
 def official_merge(path):
@@ -56,7 +58,7 @@ def official_merge(path):
 
 
 def measure_one(shape, noise, dtype, device, impl, repeats, official_path=None):
-    x = synthetic_features(*shape, NOISE[noise]).to(device=device, dtype=DTYPES[dtype])
+    x = synthetic_features(*shape, NOISE[noise], dtype=DTYPES[dtype]).to(device)
     run = official_merge(official_path) if impl == "official" else (
         lambda f: merge_video_tokens(f, 0.8, 0.6, 1))
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)

@@ -1,0 +1,248 @@
+"""Loading checkpoints (hub id or local path) and building random-weight ones from configs.
+
+`load_model` is what users call with a real checkpoint. `build_random_checkpoint` writes the
+real architecture of a named model (or a tiny one for tests) with random weights, a byte-level
+tokenizer and the image-processor settings into a directory, so tests and benchmarks load it
+through the very same `from_pretrained` path, with no download.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .adapters import VideoLLMAdapter, adapter_for
+
+log = logging.getLogger(__name__)
+
+CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+SIGLIP_MEAN = SIGLIP_STD = [0.5, 0.5, 0.5]
+QWEN_VIDEO_PIXELS = (128 * 28 * 28, 768 * 28 * 28)  # Qwen2-VL video processor's min / max pixels
+
+
+class ModelLoadError(RuntimeError):
+    """A checkpoint could not be loaded; the message says why and what to do."""
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    tokenizer: object
+    adapter: VideoLLMAdapter
+    settings: dict  # frame preprocessing: size or min/max pixels, image_mean, image_std
+    name: str
+
+
+def default_device_and_dtype(device: str | None = None, dtype: torch.dtype | None = None):
+    """CUDA with bf16 when present, else CPU with fp32."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype is None:
+        dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    return device, dtype
+
+
+def load_model(name_or_path: str, *, device: str | None = None, dtype: torch.dtype | None = None,
+               attn_implementation: str = "sdpa", trust_remote_code: bool = False,
+               device_map: str | None = None) -> LoadedModel:
+    """Load a supported video LLM, its tokenizer and its frame preprocessing settings.
+
+    name_or_path: a hub id (downloaded or cached) or a local checkpoint directory.
+    device_map="auto" spreads a big model over the GPUs (accelerate); then device is ignored.
+    """
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer
+
+    device, dtype = default_device_and_dtype(device, dtype)
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except Exception as err:  # OSError, ValueError, HTTP errors: all mean "not loadable here"
+        raise ModelLoadError(
+            f"could not load the model '{name_or_path}': {_first_line(err)}\n"
+            "Give a local checkpoint directory, or a hub id whose files are downloaded "
+            f"(`huggingface-cli download {name_or_path}`); offline machines need them in the "
+            "cache (HF_HUB_OFFLINE=1).") from err
+    architectures = getattr(config, "architectures", None) or [type(config).__name__]
+    _check_supported(architectures[0])
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(
+            name_or_path, dtype=dtype, attn_implementation=attn_implementation,
+            trust_remote_code=trust_remote_code, device_map=device_map)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except Exception as err:
+        raise ModelLoadError(f"could not load the weights or tokenizer of '{name_or_path}': "
+                             f"{_first_line(err)}") from err
+    if device_map is None:
+        model = model.to(device)
+    model.eval()
+    adapter = adapter_for(model)
+    return LoadedModel(model, tokenizer, adapter, preprocessing_settings(name_or_path, adapter),
+                       str(name_or_path))
+
+
+def preprocessing_settings(name_or_path: str, adapter: VideoLLMAdapter) -> dict:
+    """Frame resize/normalise settings from the checkpoint's image processor config."""
+    from transformers import AutoImageProcessor
+
+    try:
+        processor = AutoImageProcessor.from_pretrained(name_or_path)
+    except Exception as err:  # missing config: fall back to the family's published defaults
+        log.warning("no image processor config in %s (%s); using the family defaults",
+                    name_or_path, _first_line(err))
+        processor = None
+    if adapter.family == "llava_onevision":
+        size = getattr(processor, "size", None) or {}
+        side = size.get("height") or adapter.model.config.vision_config.image_size
+        return dict(size=side, image_mean=getattr(processor, "image_mean", SIGLIP_MEAN),
+                    image_std=getattr(processor, "image_std", SIGLIP_STD))
+    return dict(min_pixels=QWEN_VIDEO_PIXELS[0], max_pixels=QWEN_VIDEO_PIXELS[1],
+                image_mean=getattr(processor, "image_mean", CLIP_MEAN),
+                image_std=getattr(processor, "image_std", CLIP_STD))
+
+
+def _check_supported(architecture: str) -> None:
+    from .adapters import ADAPTERS, UnsupportedModelError
+
+    if architecture not in ADAPTERS:
+        raise UnsupportedModelError(
+            f"STTM does not support {architecture}; supported: {', '.join(ADAPTERS)}")
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]
+
+
+# --- random-weight checkpoints -------------------------------------------------------------------
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
+                  "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<image>", "<video>"]
+TOKEN_ID = {token: 256 + i for i, token in enumerate(SPECIAL_TOKENS)}
+
+# The few config numbers of published checkpoints (text: hidden, ffn, layers, heads, kv heads,
+# vocab, tied embeddings), plus tiny ones for tests.
+ARCHITECTURES = {
+    "llava-onevision-qwen2-0.5b-ov-hf": dict(
+        family="llava_onevision", text=(896, 4864, 24, 14, 2, 151936, True),
+        vision=dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=26,
+                    num_attention_heads=16, image_size=384, patch_size=14)),
+    "llava-onevision-qwen2-7b-ov-hf": dict(
+        family="llava_onevision", text=(3584, 18944, 28, 28, 4, 152064, False),
+        vision=dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=26,
+                    num_attention_heads=16, image_size=384, patch_size=14)),
+    "Qwen2.5-VL-3B-Instruct": dict(
+        family="qwen2_5_vl", text=(2048, 11008, 36, 16, 2, 151936, True),
+        vision=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16,
+                    fullatt_block_indexes=[7, 15, 23, 31], window_size=112),
+        mrope_section=[16, 24, 24]),
+    "Qwen2.5-VL-7B-Instruct": dict(
+        family="qwen2_5_vl", text=(3584, 18944, 28, 28, 4, 152064, False),
+        vision=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16,
+                    fullatt_block_indexes=[7, 15, 23, 31], window_size=112),
+        mrope_section=[16, 24, 24]),
+    "tiny-llava-onevision": dict(
+        family="llava_onevision", text=(64, 128, 4, 4, 2, 272, False),
+        vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                    num_attention_heads=2, image_size=70, patch_size=14)),
+    "tiny-qwen2-vl": dict(
+        family="qwen2_vl", text=(64, 128, 4, 4, 2, 272, False),
+        vision=dict(depth=2, embed_dim=32, num_heads=2, mlp_ratio=2), mrope_section=[2, 3, 3]),
+    "tiny-qwen2.5-vl": dict(
+        family="qwen2_5_vl", text=(64, 128, 4, 4, 2, 272, False),
+        vision=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2,
+                    fullatt_block_indexes=[1], window_size=56),
+        mrope_section=[2, 3, 3]),
+}
+
+
+def build_random_checkpoint(architecture: str, out_dir: str | Path, *, num_layers: int | None = None,
+                            seed: int = 0) -> Path:
+    """Write `architecture` (a key of ARCHITECTURES) with random weights to out_dir; returns it.
+    Load it with `load_model(out_dir)` like any checkpoint."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
+    spec = ARCHITECTURES[architecture]
+    out_dir = Path(out_dir)
+    torch.manual_seed(seed)
+    config, image_processor = _family_config(spec, num_layers)
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_config(config)
+    model.generation_config.eos_token_id = TOKEN_ID["<|im_end|>"]
+    model.generation_config.pad_token_id = TOKEN_ID["<|endoftext|>"]
+    model.save_pretrained(out_dir)
+    _byte_tokenizer().save_pretrained(out_dir)
+    image_processor.save_pretrained(out_dir)
+    return out_dir
+
+
+def _family_config(spec: dict, num_layers: int | None):
+    hidden, ffn, layers, heads, kv_heads, vocab, tied = spec["text"]
+    text = dict(hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=num_layers or layers,
+                num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab,
+                tie_word_embeddings=tied, max_position_embeddings=32768,
+                eos_token_id=TOKEN_ID["<|im_end|>"], pad_token_id=TOKEN_ID["<|endoftext|>"],
+                bos_token_id=None)
+    if spec["family"] == "llava_onevision":
+        from transformers import (LlavaOnevisionConfig, LlavaOnevisionImageProcessorPil,
+                                  Qwen2Config, SiglipVisionConfig)
+        vision = SiglipVisionConfig(vision_use_head=False, **spec["vision"])
+        side = vision.image_size
+        config = LlavaOnevisionConfig(
+            vision_config=vision, text_config=Qwen2Config(rope_theta=1e6, **text),
+            image_token_index=TOKEN_ID["<image>"], video_token_index=TOKEN_ID["<video>"],
+            vision_feature_select_strategy="full", vision_feature_layer=-1,
+            image_grid_pinpoints=[[side, side]], tie_word_embeddings=tied)
+        processor = LlavaOnevisionImageProcessorPil(
+            size={"height": side, "width": side}, image_mean=SIGLIP_MEAN, image_std=SIGLIP_STD,
+            image_grid_pinpoints=[[side, side]])
+        return config, processor
+    from transformers import Qwen2_5_VLConfig, Qwen2VLConfig, Qwen2VLImageProcessorPil
+
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e6,
+                               "mrope_section": spec["mrope_section"]}
+    vision = dict(patch_size=14, spatial_merge_size=2, temporal_patch_size=2, **spec["vision"])
+    if spec["family"] == "qwen2_5_vl":
+        vision.update(out_hidden_size=hidden, tokens_per_second=2)
+        config_class = Qwen2_5_VLConfig
+    else:
+        vision.update(hidden_size=hidden)
+        config_class = Qwen2VLConfig
+    config = config_class(
+        text_config=text, vision_config=vision, tie_word_embeddings=tied,
+        image_token_id=TOKEN_ID["<|image_pad|>"], video_token_id=TOKEN_ID["<|video_pad|>"],
+        vision_start_token_id=TOKEN_ID["<|vision_start|>"],
+        vision_end_token_id=TOKEN_ID["<|vision_end|>"])
+    processor = Qwen2VLImageProcessorPil(
+        image_mean=CLIP_MEAN, image_std=CLIP_STD, patch_size=14, temporal_patch_size=2,
+        merge_size=2)
+    return config, processor
+
+
+def _byte_tokenizer():
+    """Byte-level BPE without merges (every UTF-8 byte a token, ids 0..255) + the special
+    tokens of the Qwen / LLaVA chat formats (ids 256..264)."""
+    from transformers import Qwen2Tokenizer
+
+    vocab = {symbol: i for i, symbol in enumerate(_byte_symbols())}
+    vocab.update(TOKEN_ID)
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token="<|endoftext|>",
+                               eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
+    return tokenizer
+
+
+def _byte_symbols() -> list[str]:
+    """GPT-2's printable stand-ins for the 256 byte values, in byte order."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    symbols, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            symbols[byte] = chr(byte)
+        else:
+            symbols[byte] = chr(256 + extra)
+            extra += 1
+    return [symbols[b] for b in range(256)]

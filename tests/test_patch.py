@@ -1,0 +1,145 @@
+"""STTM inside real transformers models (tiny random weights): the correctness invariants."""
+import pytest
+import torch
+from transformers import DynamicCache
+
+from conftest import random_frames
+from model_inputs import prompt_inputs
+from sttm_core import STTMConfig, merge_video_tokens
+from sttm_core.models import UnsupportedModelError, patch, unpatch
+
+MERGING = STTMConfig(keep_ratio=0.4, merge_layer=2)  # a budget makes random weights merge too
+
+
+@torch.no_grad()
+def test_disabled_merge_and_unpatch_are_exact(tiny):
+    model = tiny.model
+    inputs, _ = prompt_inputs(tiny, random_frames())
+    logits = model(**inputs).logits
+    tokens = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+    patch(model, STTMConfig.disabled(merge_layer=1))
+    assert torch.equal(model(**inputs).logits, logits)
+    assert torch.equal(model.generate(**inputs, max_new_tokens=6, do_sample=False), tokens)
+    patch(model, MERGING)
+    merged_logits = model(**inputs).logits
+    assert merged_logits.shape[1] < logits.shape[1]  # the sequence really got shorter
+    unpatch(model)
+    assert not hasattr(model, "sttm")
+    assert torch.equal(model(**inputs).logits, logits)
+    assert torch.equal(model.generate(**inputs, max_new_tokens=6, do_sample=False), tokens)
+
+
+@torch.no_grad()
+def test_merged_hidden_states_are_merge_video_tokens_of_layer_k(tiny):
+    model, k = tiny.model, MERGING.merge_layer
+    inputs, _ = prompt_inputs(tiny, random_frames())
+    patch(model, MERGING)
+    model.sttm.keep_layer_input = True
+    seen = {}
+    layer = tiny.adapter.decoder_layers[k]
+    handle = layer.register_forward_pre_hook(  # runs after STTM's hook: sees the merged input
+        lambda m, args, kwargs: seen.update(merged=args[0]), with_kwargs=True)
+    model(**inputs)
+    handle.remove()
+    hidden = model.sttm.layer_input[0]  # [1, L, D] what layer k received before merging
+    (span,) = model.sttm.prefill.spans
+    T, H, W = span.grid
+    video = hidden[0, span.start:span.start + T * H * W].view(T, H, W, -1)
+    expected = merge_video_tokens(video, **MERGING_THRESHOLDS(model))
+    result = model.sttm.last_merge
+    assert torch.equal(result.boxes, expected.boxes)
+    merged = seen["merged"][0]
+    text_before = span.start
+    assert torch.equal(merged[:text_before], hidden[0, :text_before])  # text untouched
+    torch.testing.assert_close(merged[text_before:text_before + expected.num_tokens],
+                               expected.features)
+    after = hidden.shape[1] - (span.start + T * H * W)  # newline (LLaVA) and the question
+    assert torch.equal(merged[-after:], hidden[0, -after:])
+    assert merged.shape[0] == hidden.shape[1] - T * H * W + expected.num_tokens
+
+
+def MERGING_THRESHOLDS(model):
+    """The thresholds the budget search chose for the last prefill."""
+    r = model.sttm.last_merge
+    return dict(spatial_threshold=r.spatial_threshold, temporal_threshold=r.temporal_threshold,
+                root_level=r.root_level)
+
+
+@torch.no_grad()
+def test_question_on_cached_prefix_equals_one_prefill(tiny):
+    model = tiny.model
+    inputs, prefix_length = prompt_inputs(tiny, random_frames(), ["How many ducks are there?"])
+    patch(model, MERGING)
+    full = model(**inputs).logits[0, -1]
+    prefix = {k: (v[:, :prefix_length] if k in ("input_ids", "attention_mask", "mm_token_type_ids")
+                  else v) for k, v in inputs.items()}
+    cache = DynamicCache(config=model.config)
+    model(**prefix, past_key_values=cache, use_cache=True)
+    question = inputs["input_ids"][:, prefix_length:]
+    start = model.sttm.prefill.next_position
+    positions = tiny.adapter.text_positions(start, question.shape[1])
+    logits = model(input_ids=question, past_key_values=cache, position_ids=positions,
+                   use_cache=True).logits[0, -1]
+    torch.testing.assert_close(logits, full, atol=2e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_cached_decoding_equals_recomputing(tiny):
+    """Decode steps after a merged prefill (mask, positions, per-layer cache lengths) agree
+    with re-running the whole sequence each step."""
+    model = tiny.model
+    inputs, _ = prompt_inputs(tiny, random_frames())
+    patch(model, MERGING)
+    cached = model.generate(**inputs, max_new_tokens=6, do_sample=False, output_scores=True,
+                            return_dict_in_generate=True)
+    fresh = model.generate(**inputs, max_new_tokens=6, do_sample=False, output_scores=True,
+                           return_dict_in_generate=True, use_cache=False)
+    assert torch.equal(cached.sequences, fresh.sequences)
+    for a, b in zip(cached.scores, fresh.scores):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_left_padded_batch_rows_equal_single_rows(tiny, tiny_checkpoints, attention):
+    from sttm_core.models.checkpoints import load_model
+
+    loaded = load_model(str(tiny.name), device="cpu", attn_implementation=attention)
+    model = loaded.model
+    questions = ["Is it day?", "What colour is the sky in the second half?"]
+    batch, _ = prompt_inputs(loaded, random_frames(), questions)
+    patch(model, STTMConfig(keep_ratio=0.5, merge_layer=1))
+    together = model.generate(**batch, max_new_tokens=5, do_sample=False, output_scores=True,
+                              return_dict_in_generate=True)
+    for row, question in enumerate(questions):
+        single, _ = prompt_inputs(loaded, random_frames(), [question])
+        alone = model.generate(**single, max_new_tokens=5, do_sample=False, output_scores=True,
+                               return_dict_in_generate=True)
+        width = alone.sequences.shape[1]
+        assert torch.equal(together.sequences[row, -width:], alone.sequences[0])
+        for a, b in zip(together.scores, alone.scores):
+            torch.testing.assert_close(a[row], b[0], atol=1e-4, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_merge_at_any_layer_and_bad_configs(tiny):
+    model = tiny.model
+    inputs, _ = prompt_inputs(tiny, random_frames())
+    for k in range(tiny.adapter.num_layers):
+        patch(model, STTMConfig(keep_ratio=0.5, merge_layer=k))
+        out = model.generate(**inputs, max_new_tokens=3, do_sample=False)
+        assert out.shape[1] == inputs["input_ids"].shape[1] + 3
+        assert model.sttm.last_merge.keep_ratio == pytest.approx(0.5, abs=0.15)
+    with pytest.raises(ValueError, match="merge_layer=4 is out of range: this model has 4"):
+        patch(model, STTMConfig(merge_layer=4))
+
+
+def test_unsupported_model_is_named():
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    text_only = Qwen2ForCausalLM(Qwen2Config(hidden_size=32, intermediate_size=64,
+                                             num_hidden_layers=1, num_attention_heads=2,
+                                             num_key_value_heads=1, vocab_size=100))
+    with pytest.raises(UnsupportedModelError, match="does not support Qwen2ForCausalLM; "
+                                                    "supported model classes: LlavaOnevision"):
+        patch(text_only, STTMConfig())
