@@ -41,7 +41,7 @@ def test_merged_hidden_states_are_merge_video_tokens_of_layer_k(tiny):
         lambda m, args, kwargs: seen.update(merged=args[0]), with_kwargs=True)
     model(**inputs)
     handle.remove()
-    hidden = model.sttm.layer_input[0]  # [1, L, D] what layer k received before merging
+    hidden = model.sttm.layer_input.hidden  # [1, L, D] what layer k received before merging
     (span,) = model.sttm.prefill.spans
     T, H, W = span.grid
     video = hidden[0, span.start:span.start + T * H * W].view(T, H, W, -1)

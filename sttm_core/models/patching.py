@@ -18,6 +18,7 @@ length before / after merging, q new tokens, D hidden size.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -49,19 +50,30 @@ class MergedPrefill:
 
 
 @dataclass
+class LayerInput:
+    """What decoder layer k received in a prefill, before merging: enough to merge again."""
+
+    hidden: Tensor         # [B, L, D]
+    kwargs: dict           # the layer's other arguments (mask, RoPE, positions; no cache)
+    mask_2d: Tensor | None  # [B, L] padding mask of the call (None: no padding)
+    positions: Tensor | None  # the call's position ids
+
+
+@dataclass
 class STTMState:
-    """What `patch` attaches as `model.sttm`."""
+    """What `patch` attaches as `model.sttm`. One forward at a time: users that share a model
+    across threads (the app) hold `lock` around their calls."""
 
     config: STTMConfig
     adapter: VideoLLMAdapter
     handles: list = field(default_factory=list)
     prefill: MergedPrefill | None = None
     keep_layer_input: bool = False  # store layer k's prefill input (the chat runtime re-merges it)
-    layer_input: tuple | None = None  # (hidden [B, L, D], kwargs) of the last prefill at layer k
-    merge_seconds: float = 0.0
-    # per forward call
-    _spans: list[VideoSpan] = field(default_factory=list)
-    _call: dict = field(default_factory=dict)
+    layer_input: LayerInput | None = None
+    merge_seconds: float = 0.0  # time the last prefill's merge took
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    hooks: "_Hooks | None" = None
+    spans: list[VideoSpan] = field(default_factory=list)  # videos of the current call
 
     @property
     def last_merge(self) -> MergeResult | None:
@@ -86,7 +98,7 @@ def patch(model: nn.Module, config: STTMConfig | None = None) -> nn.Module:
     if hasattr(model, "sttm"):
         unpatch(model)
     state = STTMState(config, adapter)
-    hooks = _Hooks(state)
+    hooks = state.hooks = _Hooks(state)
     state.handles = [
         model.register_forward_pre_hook(hooks.on_model, with_kwargs=True),
         adapter.language_model.register_forward_pre_hook(hooks.on_language_model, with_kwargs=True),
@@ -126,15 +138,18 @@ class _Hooks:
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         if input_ids is not None and input_ids.shape[1] > 1:
             adapter = self.state.adapter
-            self.state._spans = adapter.video_spans(input_ids, kwargs)
+            self.state.spans = adapter.video_spans(input_ids, kwargs)
 
     def on_language_model(self, module, args, kwargs):
-        self.cache = kwargs.get("past_key_values")
-        self.mask_2d = kwargs.get("attention_mask")
-        if isinstance(self.mask_2d, dict) or (self.mask_2d is not None and self.mask_2d.dim() != 2):
-            self.mask_2d = None  # a prepared 4D mask: no padding information to carry
-        self.prefill = self.cache is None or self.cache.get_seq_length(self.k) == 0
-        self.positions = kwargs.get("position_ids")
+        mask_2d = kwargs.get("attention_mask")
+        if isinstance(mask_2d, dict) or (mask_2d is not None and mask_2d.dim() != 2):
+            mask_2d = None  # a prepared 4D mask: no padding information to carry
+        self.begin(kwargs.get("past_key_values"), mask_2d, kwargs.get("position_ids"))
+
+    def begin(self, cache, mask_2d: Tensor | None, positions: Tensor | None):
+        """Start a forward pass of the language model."""
+        self.cache, self.mask_2d, self.positions = cache, mask_2d, positions
+        self.prefill = cache is None or cache.get_seq_length(self.k) == 0
         self.built = None
 
     def on_layer(self, index: int):
@@ -154,13 +169,13 @@ class _Hooks:
     # --- layer k ------------------------------------------------------------------------------
     def at_merge_layer(self, hidden: Tensor, kwargs: dict) -> dict | None:
         if self.prefill:
-            spans = [s for s in self.state._spans if s.row < hidden.shape[0]]
+            spans = [s for s in self.state.spans if s.row < hidden.shape[0]]
             if not spans:
                 self.state.prefill = None
                 return None
             if self.state.keep_layer_input:
-                self.state.layer_input = (hidden, {k: v for k, v in kwargs.items()
-                                                   if k != "past_key_values"})
+                rest = {k: v for k, v in kwargs.items() if k != "past_key_values"}
+                self.state.layer_input = LayerInput(hidden, rest, self.mask_2d, self.positions)
             return self.merge_prefill(hidden, kwargs, spans)
         if self.state.prefill is None:
             return None
@@ -234,6 +249,28 @@ class _Hooks:
         lm = self.state.adapter.language_model
         return create_causal_mask(config=lm.config, inputs_embeds=embeds, attention_mask=mask_2d,
                                   past_key_values=self.cache, layer_idx=self.k)
+
+
+def remerge(model: nn.Module, cache) -> Tensor:
+    """Merge the last prefill again with the model's current STTM config and re-run decoder
+    layers k.. only: layers < k and the vision encoder are not touched, nor their cache.
+
+    Needs `model.sttm.keep_layer_input = True` during that prefill. cache: its DynamicCache;
+    layers < k must hold just the prefill. Returns the last layer's output [B, L', D].
+    """
+    state: STTMState = model.sttm
+    saved, prefill = state.layer_input, state.prefill
+    if saved is None or prefill is None:
+        raise RuntimeError("nothing to re-merge: run a prefill with keep_layer_input=True first")
+    k = state.config.merge_layer
+    for layer in cache.layers[k:]:
+        layer.reset()
+    state.spans = prefill.spans
+    state.hooks.begin(cache, saved.mask_2d, saved.positions)
+    hidden = saved.hidden
+    for layer in state.adapter.decoder_layers[k:]:
+        hidden = layer(hidden, past_key_values=cache, **saved.kwargs)
+    return hidden
 
 
 def merge_sequence(hidden: Tensor, valid: Tensor, spans: list[VideoSpan], config: STTMConfig):

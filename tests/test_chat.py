@@ -1,0 +1,114 @@
+"""VideoChat on tiny random-weight models and real video files."""
+import pytest
+import torch
+
+from conftest import random_frames
+from sttm_core import STTMConfig
+from sttm_core.chat import VideoChat
+from sttm_core.video import VideoError, write_video
+
+SETTINGS = dict(num_frames=8, max_pixels=28 * 28 * 15, max_new_tokens=6)
+
+
+@pytest.fixture
+def video(tmp_path):
+    path = tmp_path / "clip.mp4"
+    write_video(path, random_frames(T=12, H=84, W=140), fps=6)
+    return path
+
+
+def greedy_reference(chat, question):
+    """The same prompt in ONE STTM prefill through model.generate (no prefix cache)."""
+    adapter, tokenizer, model = chat.loaded.adapter, chat.loaded.tokenizer, chat.loaded.model
+    pixels, count = adapter.video_inputs(chat.clip.frames, chat.settings, 6.0)
+    prefix, closing = adapter.prompt_ids(tokenizer, count)
+    ids = torch.tensor([prefix + tokenizer.encode(question, add_special_tokens=False) + closing])
+    inputs = dict(input_ids=ids, **pixels)
+    if adapter.family == "qwen2_vl":
+        inputs["mm_token_type_ids"] = (ids == adapter.video_token_id).int() * 2
+    with chat._model_turn():
+        out = model.generate(**inputs, max_new_tokens=SETTINGS["max_new_tokens"], do_sample=False)
+    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+def test_three_questions_reuse_the_prefix(tiny, video):
+    chat = VideoChat(tiny, STTMConfig(keep_ratio=0.5, merge_layer=1), **SETTINGS)
+    chat.load_video(video)
+    questions = ["What is shown?", "Which colour dominates?", "Does anything move?"]
+    replies = [chat.ask(q) for q in questions]
+    assert [r.cache_reused for r in replies] == [False, True, True]
+    assert replies[0].timings["vision_encoder"] > 0 and replies[0].timings["decode_video"] > 0
+    assert all(r.timings["vision_encoder"] == 0 for r in replies[1:])
+    assert all(r.done and r.ttft_s > 0 and r.num_generated >= 1 for r in replies)
+    assert replies[0].tokens_after < replies[0].tokens_before
+    assert replies[0].keep_ratio == pytest.approx(0.5, abs=0.15)
+    for question, reply in zip(questions, replies):  # cached prefix == one full prefill
+        assert reply.text == greedy_reference(chat, question)
+
+
+def test_streaming_grows_token_by_token(tiny, video):
+    chat = VideoChat(tiny, STTMConfig(keep_ratio=0.5), **SETTINGS)
+    chat.load_video(video)
+    chunks = list(chat.stream("Describe it."))
+    assert [c.num_generated for c in chunks] == list(range(1, len(chunks) + 1))
+    assert [c.done for c in chunks] == [False] * (len(chunks) - 1) + [True]
+    assert all(c.ttft_s == chunks[0].ttft_s for c in chunks)
+
+
+def test_new_thresholds_remerge_without_encoder_or_early_layers(tiny, video):
+    config = STTMConfig(keep_ratio=0.6, merge_layer=2)
+    chat = VideoChat(tiny, config, **SETTINGS)
+    chat.load_video(video)
+    chat.prepare()
+    calls = {"encoder": 0, "layer0": 0}
+    hooks = [tiny.adapter.vision_module().register_forward_hook(
+                 lambda *a: calls.__setitem__("encoder", calls["encoder"] + 1)),
+             tiny.adapter.decoder_layers[0].register_forward_hook(
+                 lambda *a: calls.__setitem__("layer0", calls["layer0"] + 1))]
+    chat.set_config(STTMConfig(keep_ratio=0.3, merge_layer=2))
+    for h in hooks:
+        h.remove()
+    assert calls == {"encoder": 0, "layer0": 0}
+    assert chat.merge_result.keep_ratio == pytest.approx(0.3, abs=0.1)
+    remerged = chat.ask("What is shown?")
+    assert remerged.cache_reused
+    fresh = VideoChat(tiny, STTMConfig(keep_ratio=0.3, merge_layer=2), **SETTINGS)
+    fresh.load_video(video)
+    again = fresh.ask("What is shown?")
+    assert torch.equal(fresh.merge_result.boxes, chat.merge_result.boxes)
+    assert again.text == remerged.text and not again.cache_reused
+
+
+def test_new_merge_layer_rebuilds_the_prefix(tiny, video):
+    chat = VideoChat(tiny, STTMConfig(keep_ratio=0.5, merge_layer=1), **SETTINGS)
+    chat.load_video(video)
+    chat.ask("What is shown?")
+    chat.set_config(STTMConfig(keep_ratio=0.5, merge_layer=3))
+    reply = chat.ask("What is shown?")
+    assert not reply.cache_reused and reply.timings["vision_encoder"] > 0
+    assert reply.text == greedy_reference(chat, "What is shown?")
+
+
+def test_follow_up_turns_continue_then_reset(tiny, video):
+    chat = VideoChat(tiny, STTMConfig(keep_ratio=0.5), **SETTINGS)
+    chat.load_video(video)
+    first = chat.ask("What is shown?")
+    follow = chat.ask("Why?", follow_up=True)
+    assert follow.tokens_before > first.tokens_before + first.num_generated
+    fresh = chat.ask("Why?")  # not a follow-up: back to the video alone
+    assert fresh.tokens_before < follow.tokens_before
+    assert fresh.text == greedy_reference(chat, "Why?")
+
+
+def test_clear_errors(tiny, tmp_path):
+    chat = VideoChat(tiny, **SETTINGS)
+    with pytest.raises(RuntimeError, match="no video loaded"):
+        chat.ask("Hello?")
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("just some text")
+    with pytest.raises(VideoError, match="notes.mp4"):
+        chat.load_video(not_video)
+    write_video(tmp_path / "ok.mp4", random_frames(T=4), fps=4)
+    chat.load_video(tmp_path / "ok.mp4")
+    with pytest.raises(ValueError, match="question is empty"):
+        chat.ask("   ")
