@@ -134,12 +134,16 @@ class VideoChat:
                 self._build_prefix()
         return self._prefix.timings
 
-    def _build_prefix(self) -> None:
+    def _build_prefix(self, question: str | None = None) -> torch.Tensor:
+        """Prefill the prompt up to the video (and the question, for query-aware methods).
+        Returns the last position's logits [V]."""
         if self.clip is None:
             raise RuntimeError("no video loaded: call load_video(path) first")
         adapter, model = self.loaded.adapter, self.loaded.model
         video, count = adapter.video_inputs(self.clip.frames, self.settings, _fps(self.clip))
         prefix_ids, self._closing = adapter.prompt_ids(self.loaded.tokenizer, count)
+        if question is not None:
+            prefix_ids = prefix_ids + self._turn_ids(question, False)
         input_ids = torch.tensor([prefix_ids], device=model.device)
         inputs = {"input_ids": input_ids, **{k: v.to(model.device) for k, v in video.items()}}
         if adapter.family == "qwen2_vl":
@@ -149,12 +153,13 @@ class VideoChat:
         encoder = _Stopwatch(adapter.vision_module())
         start = _now(model)
         with torch.no_grad(), encoder:
-            model(**inputs, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            out = model(**inputs, past_key_values=cache, use_cache=True, logits_to_keep=1)
         prefill_s = _now(model) - start
         timings = dict(decode_video=self._decode_s, vision_encoder=encoder.seconds,
                        llm_prefill=prefill_s - encoder.seconds, merge=model.sttm.merge_seconds)
         self._store_prefix(cache, len(prefix_ids), timings)
         self._history, self._pending = [], []
+        return out.logits[0, -1].float()
 
     def _store_prefix(self, cache, length: int, timings: dict) -> None:
         state = self.loaded.model.sttm
@@ -192,15 +197,18 @@ class VideoChat:
             raise ValueError("the question is empty")
         start = time.perf_counter()
         with self._model_turn():
-            reused = self._prefix is not None
-            if not reused:
-                self._build_prefix()
+            reused = self._prefix is not None and not self.config.query_aware
+            if self.config.query_aware:  # its tokens depend on the question: nothing to reuse
+                logits, question_s = self._build_prefix(question), 0.0
+            else:
+                if not reused:
+                    self._build_prefix()
+                if not follow_up:
+                    self._rollback()
+                ids = self._turn_ids(question, follow_up and bool(self._history))
+                logits, question_s = self._feed(ids)
             prefix = self._prefix
             charged = {} if reused else dict(prefix.timings)  # the work done for this reply
-            if not follow_up:
-                self._rollback()
-            ids = self._turn_ids(question, follow_up and bool(self._history))
-            logits, question_s = self._feed(ids)
         tokenizer = self.loaded.tokenizer
         generated: list[int] = []
         stop = set(_eos_ids(self.loaded))

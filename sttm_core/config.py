@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from .baselines import METHODS, drop_by_attention, uniform_pooling
 from .budget import thresholds_for_budget
 from .merge import (MergeResult, VideoTokenMerger, check_temporal_mode, check_threshold,
                     _is_int)
@@ -21,6 +22,8 @@ class STTMConfig:
     (paper: 2; 0 for 72B models). keep_ratio: when set, tauS and tauT are chosen per video to
     keep this fraction of the video tokens (sttm_core.budget); the threshold values are then
     unused, except that temporal_threshold=None still keeps temporal merging off.
+    method: "sttm" (default) or a baseline at the same keep_ratio (sttm_core.baselines):
+    "uniform", "spatial_only", "temporal_only", "fastv" (query-aware token dropping).
     """
 
     spatial_threshold: float = 0.8
@@ -31,6 +34,7 @@ class STTMConfig:
     temporal_mode: str = "official"
     head_dim: int | None = None
     area_weighted: bool = False
+    method: str = "sttm"
 
     def __post_init__(self):
         check_threshold("spatial_threshold", self.spatial_threshold)
@@ -43,6 +47,10 @@ class STTMConfig:
         if self.keep_ratio is not None and not (
                 isinstance(self.keep_ratio, (int, float)) and 0 < self.keep_ratio <= 1):
             raise ValueError(f"keep_ratio={self.keep_ratio!r} must be in (0, 1] or None")
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r} is not one of {METHODS}")
+        if self.method != "sttm" and self.keep_ratio is None:
+            raise ValueError(f"method={self.method!r} needs a keep_ratio (its token budget)")
 
     @classmethod
     def disabled(cls, merge_layer: int = 2) -> "STTMConfig":
@@ -54,10 +62,29 @@ class STTMConfig:
         return (self.keep_ratio is None and self.spatial_threshold > 1
                 and self.temporal_threshold is None)
 
-    def merge(self, features: Tensor | VideoTokenMerger) -> MergeResult:
-        """Apply these settings to video features [T, H, W, C] (or a prepared merger)."""
+    @property
+    def query_aware(self) -> bool:
+        """The reduction looks at the question, so a video prefix cannot be reused."""
+        return self.method == "fastv"
+
+    def merge(self, features: Tensor | VideoTokenMerger,
+              attention: Tensor | None = None) -> MergeResult:
+        """Apply these settings to video features [T, H, W, C] (or a prepared merger).
+        attention [T, H, W]: what each patch receives from the last prompt token (fastv)."""
+        if self.method == "fastv":
+            if attention is None:
+                raise ValueError("method='fastv' needs the attention of the last prompt token")
+            return drop_by_attention(features, attention, self.keep_ratio)
         merger = features if isinstance(features, VideoTokenMerger) else VideoTokenMerger(
             features, head_dim=self.head_dim, area_weighted=self.area_weighted)
+        if self.method == "uniform":
+            return uniform_pooling(merger, self.keep_ratio)
+        if self.method != "sttm":  # spatial_only / temporal_only: one side of the budget
+            spatial = self.method == "spatial_only"
+            choice = thresholds_for_budget(
+                merger, self.keep_ratio, root_level=self.root_level if spatial else -1,
+                temporal=not spatial, temporal_mode=self.temporal_mode)
+            return choice.result
         if self.keep_ratio is not None:
             return thresholds_for_budget(
                 merger, self.keep_ratio, root_level=self.root_level,

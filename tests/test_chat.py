@@ -112,3 +112,27 @@ def test_clear_errors(tiny, tmp_path):
     chat.load_video(tmp_path / "ok.mp4")
     with pytest.raises(ValueError, match="question is empty"):
         chat.ask("   ")
+
+
+def test_fastv_baseline_drops_by_attention_and_cannot_reuse(tiny, video):
+    chat = VideoChat(tiny, STTMConfig(keep_ratio=0.3, method="fastv", merge_layer=1), **SETTINGS)
+    chat.load_video(video)
+    first, second = chat.ask("What is shown?"), chat.ask("What is shown?")
+    assert not first.cache_reused and not second.cache_reused
+    assert second.timings["vision_encoder"] > 0
+    result = chat.merge_result
+    assert result.keep_ratio == pytest.approx(0.3, abs=0.02)
+    assert (result.token_map == -1).sum() == result.token_map.numel() - result.num_tokens
+    assert first.text == greedy_reference(chat, "What is shown?")  # same pruning in generate()
+
+
+@pytest.mark.parametrize("method", ["uniform", "spatial_only", "temporal_only"])
+def test_baselines_run_at_the_same_budget(tiny, video, method):
+    chat = VideoChat(tiny, STTMConfig(keep_ratio=0.3, method=method), **SETTINGS)
+    chat.load_video(video)
+    reply = chat.ask("What is shown?")
+    assert reply.done and chat.merge_result.num_patches.sum() == chat.merge_result.token_map.numel()
+    if method == "temporal_only":
+        assert chat.merge_result.num_spatial_tokens == chat.merge_result.token_map.numel()
+    if method == "spatial_only":
+        assert chat.merge_result.num_tokens == chat.merge_result.num_spatial_tokens

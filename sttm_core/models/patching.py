@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from transformers.masking_utils import create_causal_mask
 
+from ..baselines import last_token_attention
 from ..config import STTMConfig
 from ..merge import MergeResult
 from .adapters import VideoLLMAdapter, VideoSpan, adapter_for
@@ -185,7 +186,12 @@ class _Hooks:
         start = time.perf_counter()
         B, L, _ = hidden.shape
         valid = self._valid(B, L, hidden.device)
-        merged, slots, slot_valid, merges = merge_sequence(hidden, valid, spans, self.state.config)
+        attention = None
+        if self.state.config.query_aware:  # FastV ranks video tokens by the last token's attention
+            layer = self.state.adapter.decoder_layers[self.k]
+            attention = last_token_attention(layer, hidden, kwargs["position_embeddings"], valid)
+        merged, slots, slot_valid, merges = merge_sequence(hidden, valid, spans, self.state.config,
+                                                           attention)
         positions = self._positions(B, L, hidden.device)
         text_pos = positions[0] if positions.dim() == 3 else positions  # [B, L]
         next_position = text_pos[:, -1] + 1  # what generate() continues with
@@ -273,10 +279,12 @@ def remerge(model: nn.Module, cache) -> Tensor:
     return hidden
 
 
-def merge_sequence(hidden: Tensor, valid: Tensor, spans: list[VideoSpan], config: STTMConfig):
+def merge_sequence(hidden: Tensor, valid: Tensor, spans: list[VideoSpan], config: STTMConfig,
+                   attention: Tensor | None = None):
     """Merge each video span of a batch of sequences; text tokens stay as they are.
 
-    hidden [B, L, D], valid [B, L] -> (merged [B, L', D] left-padded, slots [B, L'] original
+    hidden [B, L, D], valid [B, L], attention [B, L] (query-aware methods only)
+    -> (merged [B, L', D] left-padded, slots [B, L'] original
     index of each slot's representative, slot_valid [B, L'], MergeResults per span).
     A merged token sits at its representative's place: its first patch in raster order.
     """
@@ -286,7 +294,8 @@ def merge_sequence(hidden: Tensor, valid: Tensor, spans: list[VideoSpan], config
     for span in spans:
         T, H, W = span.grid
         grid_positions = span.start + torch.arange(T * H * W, device=hidden.device)
-        result = config.merge(hidden[span.row, grid_positions].view(T, H, W, D))
+        scores = None if attention is None else attention[span.row, grid_positions].view(T, H, W)
+        result = config.merge(hidden[span.row, grid_positions].view(T, H, W, D), scores)
         first_patch = (result.boxes[:, 0] * H + result.boxes[:, 1]) * W + result.boxes[:, 2]
         representatives = grid_positions[first_patch]
         keep[span.row, grid_positions] = False

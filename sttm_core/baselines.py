@@ -1,0 +1,72 @@
+"""Simpler token reductions to compare STTM with, at the same token budget.
+
+Each returns a MergeResult, so the runtime, the app and the sweeps treat them like STTM:
+  uniform        every frame pooled to one quadtree level (the paper's pooling baseline)
+  spatial_only   STTM without temporal merging
+  temporal_only  STTM without spatial merging (patch-level temporal chains)
+  fastv          FastV: keep the video tokens the last prompt token attends to most at layer
+                 k, drop the rest. Query-aware, so a video prefix cannot be cached across
+                 questions. Dropped patches have token_map == -1.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .merge import MergeResult, VideoTokenMerger
+
+METHODS = ("sttm", "uniform", "spatial_only", "temporal_only", "fastv")
+
+
+def uniform_pooling(merger: VideoTokenMerger, keep_ratio: float) -> MergeResult:
+    """Pool every frame to the pyramid level whose token count is nearest keep_ratio."""
+    T, H, W = merger.pyramid.grid
+    sizes = merger.level_sizes
+    level = min(range(len(sizes)),
+                key=lambda l: abs(sizes[l][0] * sizes[l][1] / (H * W) - keep_ratio))
+    return merger.merge(-1.0, None, level)  # tauS = -1: every root node stops at once
+
+
+def drop_by_attention(features: Tensor, attention: Tensor, keep_ratio: float) -> MergeResult:
+    """FastV's selection. features [T, H, W, C], attention [T, H, W] (what each patch receives
+    from the last prompt token). Keeps the top round(keep_ratio * T*H*W) patches in order."""
+    T, H, W, C = features.shape
+    keep = max(1, round(keep_ratio * T * H * W))
+    kept = attention.flatten().topk(keep).indices.sort().values  # [N] raster order
+    token_map = torch.full((T * H * W,), -1, dtype=torch.long, device=features.device)
+    token_map[kept] = torch.arange(keep, device=features.device)
+    t, rest = kept // (H * W), kept % (H * W)
+    y, x = rest // W, rest % W
+    boxes = torch.stack([t, y, x, y + 1, x + 1], dim=1)
+    return MergeResult(
+        features=features.reshape(-1, C)[kept], boxes=boxes,
+        num_patches=torch.ones(keep, dtype=torch.long, device=features.device),
+        token_map=token_map.view(T, H, W), spatial_boxes=boxes,
+        spatial_to_token=torch.arange(keep, device=features.device),
+        spatial_threshold=math.nan, temporal_threshold=None, root_level=-1,
+        temporal_mode="fastv")
+
+
+def last_token_attention(layer, hidden: Tensor, position_embeddings, valid: Tensor) -> Tensor:
+    """Attention (mean over heads) from each row's last token to every token at this decoder
+    layer, computed from its input like the layer would. hidden [B, L, D] -> [B, L]."""
+    attn = layer.self_attn
+    x = layer.input_layernorm(hidden)
+    B, L, _ = x.shape
+    head_dim = attn.head_dim
+    q = attn.q_proj(x[:, -1:]).view(B, 1, -1, head_dim).transpose(1, 2)  # [B, nh, 1, hd]
+    k = attn.k_proj(x).view(B, L, -1, head_dim).transpose(1, 2)          # [B, nkv, L, hd]
+    cos, sin = (e.unsqueeze(1) for e in position_embeddings)             # [B, 1, L, hd]
+    q = q * cos[:, :, -1:] + _rotate_half(q) * sin[:, :, -1:]
+    k = k * cos + _rotate_half(k) * sin
+    k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+    scores = (q @ k.transpose(-1, -2))[:, :, 0] * attn.scaling              # [B, nh, L]
+    scores = scores.masked_fill(~valid[:, None], -torch.inf)
+    return scores.float().softmax(-1).mean(1)
+
+
+def _rotate_half(x: Tensor) -> Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
