@@ -14,9 +14,10 @@ stored layer-k hidden states (layers >= k only); a new merge layer or video re-p
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
@@ -80,6 +81,8 @@ class VideoChat:
         self.clip: VideoClip | None = None
         self._decode_s = 0.0
         self._prefix: _Prefix | None = None
+        self._encoded = None  # (model kwargs without pixels, placeholder count) of self.clip
+        self.last_first_logits: torch.Tensor | None = None  # [V] of the last reply's 1st token
         self._history: list[int] = []  # follow-up turns kept after the prefix (token ids fed)
         self._pending: list[int] = []  # sampled but not yet fed (the last token of an answer)
         if not hasattr(model.model, "sttm"):
@@ -100,7 +103,13 @@ class VideoChat:
         return clip
 
     def set_clip(self, clip: VideoClip) -> None:
+        if clip is not self.clip:
+            self._encoded = None
         self.clip = clip
+        self.reset_prefix()
+
+    def reset_prefix(self) -> None:
+        """Forget the cached prefix (KV cache); the encoded video is kept."""
         self._prefix = None
         self._history, self._pending = [], []
 
@@ -120,10 +129,21 @@ class VideoChat:
             self._store_prefix(self._prefix.cache, self._prefix.length,
                                dict(self._prefix.timings, remerge=time.perf_counter() - start))
 
+    def video_features(self) -> torch.Tensor:
+        """[T, H, W, D] the video's hidden states entering the merge layer (after `prepare`):
+        the features STTM merges, for drawing and fast what-if merges."""
+        self.prepare()
+        prefill, saved = self._prefix.prefill, self._prefix.layer_input
+        span = prefill.spans[0]
+        T, H, W = span.grid
+        return saved.hidden[span.row, span.start:span.start + T * H * W].reshape(T, H, W, -1)
+
     @property
     def merge_result(self) -> MergeResult | None:
-        """The MergeResult of the current video prefix (None before `prepare`)."""
-        return self._prefix.prefill.merges[0] if self._prefix else None
+        """The MergeResult of the current video prefix (None before `prepare`, or when the
+        config merges nothing)."""
+        merges = self._prefix.prefill.merges if self._prefix else []
+        return merges[0] if merges else None
 
     # --- the prefix ----------------------------------------------------------------------------
     def prepare(self) -> dict:
@@ -140,26 +160,43 @@ class VideoChat:
         if self.clip is None:
             raise RuntimeError("no video loaded: call load_video(path) first")
         adapter, model = self.loaded.adapter, self.loaded.model
-        video, count = adapter.video_inputs(self.clip.frames, self.settings, _fps(self.clip))
+        encoder_s = 0.0
+        if self._encoded is None:  # the vision encoder runs once per video, whatever k is
+            start = _now(model)
+            self._encoded = self._encode()
+            encoder_s = _now(model) - start
+        video, count = self._encoded
         prefix_ids, self._closing = adapter.prompt_ids(self.loaded.tokenizer, count)
         if question is not None:
             prefix_ids = prefix_ids + self._turn_ids(question, False)
         input_ids = torch.tensor([prefix_ids], device=model.device)
-        inputs = {"input_ids": input_ids, **{k: v.to(model.device) for k, v in video.items()}}
+        inputs = {"input_ids": input_ids, **video}
         if adapter.family == "qwen2_vl":
             inputs["mm_token_type_ids"] = (input_ids == adapter.video_token_id).int() * 2
-        inputs = {k: v.to(model.dtype) if v.is_floating_point() else v for k, v in inputs.items()}
         cache = DynamicCache(config=model.config)
-        encoder = _Stopwatch(adapter.vision_module())
         start = _now(model)
-        with torch.no_grad(), encoder:
+        with torch.no_grad():
             out = model(**inputs, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        prefill_s = _now(model) - start
-        timings = dict(decode_video=self._decode_s, vision_encoder=encoder.seconds,
-                       llm_prefill=prefill_s - encoder.seconds, merge=model.sttm.merge_seconds)
+        timings = dict(decode_video=self._decode_s, vision_encoder=encoder_s,
+                       llm_prefill=_now(model) - start, merge=model.sttm.merge_seconds)
+        self._decode_s = 0.0  # decoding happened once, charged to this prefix
         self._store_prefix(cache, len(prefix_ids), timings)
         self._history, self._pending = [], []
         return out.logits[0, -1].float()
+
+    def _encode(self) -> tuple[dict, int]:
+        """Run the vision encoder on the clip: (forward kwargs carrying its output, number of
+        video placeholder tokens)."""
+        adapter, model = self.loaded.adapter, self.loaded.model
+        video, count = adapter.video_inputs(self.clip.frames, self.settings, _fps(self.clip))
+        video = {k: v.to(model.device, model.dtype if v.is_floating_point() else v.dtype)
+                 for k, v in video.items()}
+        encoder = model.model.get_video_features
+        names = inspect.signature(encoder).parameters
+        with torch.no_grad():
+            features = encoder(**{k: v for k, v in video.items() if k in names}, return_dict=True)
+        rest = {k: v for k, v in video.items() if k != "pixel_values_videos"}
+        return {**rest, "mm_encoder_outputs": {"video": features}}, count
 
     def _store_prefix(self, cache, length: int, timings: dict) -> None:
         state = self.loaded.model.sttm
@@ -213,12 +250,14 @@ class VideoChat:
         generated: list[int] = []
         stop = set(_eos_ids(self.loaded))
         limit = max_new_tokens or self.max_new_tokens
-        base = dict(cache_reused=reused, keep_ratio=self.merge_result.keep_ratio,
+        merged = self.merge_result
+        base = dict(cache_reused=reused, keep_ratio=merged.keep_ratio if merged else 1.0,
                     tokens_before=prefix.length + len(self._history),
                     tokens_after=prefix.merged_length + len(self._history),
                     timings={**{k: 0.0 for k in ("decode_video", "vision_encoder", "llm_prefill",
                                                  "merge")}, **charged, "question": question_s})
         ttft = None
+        self.last_first_logits = logits
         while len(generated) < limit:
             token = self._sample(logits)
             generated.append(token)
@@ -283,36 +322,9 @@ class _Turn:
         self.chat.loaded.model.sttm.lock.release()
 
 
-class _Stopwatch:
-    """Seconds spent inside a module's forward calls (synchronised on CUDA)."""
-
-    def __init__(self, module):
-        self.module, self.seconds, self._start = module, 0.0, None
-
-    def __enter__(self):
-        self.handles = [
-            self.module.register_forward_pre_hook(lambda *a: self._tick()),
-            self.module.register_forward_hook(lambda *a: self._tock())]
-        return self
-
-    def __exit__(self, *exc):
-        for handle in self.handles:
-            handle.remove()
-
-    def _tick(self):
-        self._start = _now_device(self.module)
-
-    def _tock(self):
-        self.seconds += _now_device(self.module) - self._start
-
-
 def _now(model) -> float:
-    return _now_device(model)
-
-
-def _now_device(module) -> float:
-    """time.perf_counter() after the module's device has finished its queued work."""
-    device = next(module.parameters()).device
+    """time.perf_counter() after the model's device has finished its queued work."""
+    device = next(model.parameters()).device
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter()

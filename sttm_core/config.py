@@ -21,7 +21,8 @@ class STTMConfig:
     merge_video_tokens. merge_layer: the decoder layer whose input hidden states are merged
     (paper: 2; 0 for 72B models). keep_ratio: when set, tauS and tauT are chosen per video to
     keep this fraction of the video tokens (sttm_core.budget); the threshold values are then
-    unused, except that temporal_threshold=None still keeps temporal merging off.
+    unused, except that temporal_threshold=None still keeps temporal merging off. A grid too
+    small for root_level (few pyramid levels) starts from its finest level instead.
     method: "sttm" (default) or a baseline at the same keep_ratio (sttm_core.baselines):
     "uniform", "spatial_only", "temporal_only", "fastv" (query-aware token dropping).
     """
@@ -77,18 +78,21 @@ class STTMConfig:
             return drop_by_attention(features, attention, self.keep_ratio)
         merger = features if isinstance(features, VideoTokenMerger) else VideoTokenMerger(
             features, head_dim=self.head_dim, area_weighted=self.area_weighted)
+        # a video's grid may be too small for the root level asked: start from its finest level
+        root_level = min(self.root_level, merger.num_levels - 1) if self.root_level >= 0 \
+            else max(self.root_level, -merger.num_levels)
         if self.method == "uniform":
             return uniform_pooling(merger, self.keep_ratio)
         if self.method != "sttm":  # spatial_only / temporal_only: one side of the budget
             spatial = self.method == "spatial_only"
             choice = thresholds_for_budget(
-                merger, self.keep_ratio, root_level=self.root_level if spatial else -1,
+                merger, self.keep_ratio, root_level=root_level if spatial else -1,
                 temporal=not spatial, temporal_mode=self.temporal_mode)
             return choice.result
         if self.keep_ratio is not None:
             return thresholds_for_budget(
-                merger, self.keep_ratio, root_level=self.root_level,
+                merger, self.keep_ratio, root_level=root_level,
                 temporal=self.temporal_threshold is not None,
                 temporal_mode=self.temporal_mode).result
-        return merger.merge(self.spatial_threshold, self.temporal_threshold, self.root_level,
+        return merger.merge(self.spatial_threshold, self.temporal_threshold, root_level,
                             self.temporal_mode)

@@ -7,7 +7,8 @@ QA file format
 JSON Lines, one question per line (blank lines are skipped):
 
     {"video": "static.mp4", "question": "Where is the small blinking light?",
-     "options": ["Top-left corner", "Top-right corner", "Bottom-left corner", "Bottom-right corner"],
+     "options": ["top-left corner", "top-right corner", "bottom-left corner",
+                 "bottom-right corner"],
      "answer": "B", "category": "static", "task": "retrieval", "id": "static/3"}
 
     video     path of the video, relative to the QA file's folder (or absolute). Required.
@@ -31,9 +32,9 @@ Also accepted, with the same keys:
     repeated exactly (same video, question, options, answer), e.g. in a per-video file and
     in a combined file, is kept once.
 
-Every problem is a `QAError` (a ValueError) whose message starts with "<file>:<line>:" and says
-what is wrong, e.g. a missing field, fewer than 2 options, an answer letter out of range, an
-unknown file type or a video that does not exist.
+Every problem is a `QAError` (a ValueError) whose message starts with "<file>:<line>:" ("<file>:"
+for whole-file problems) and says what is wrong: a missing field, fewer than 2 options, an
+answer letter out of range, an unknown file type, a video that does not exist, ...
 
 Public benchmarks
 -----------------
@@ -130,7 +131,8 @@ def _jsonl_records(path: Path):
         try:
             yield line, json.loads(text)
         except json.JSONDecodeError as err:
-            raise QAError(f"{path}:{line}: not valid JSON ({err.msg} at column {err.colno})") from None
+            raise QAError(f"{path}:{line}: not valid JSON "
+                          f"({err.msg} at column {err.colno})") from None
 
 
 def _json_records(path: Path):
@@ -139,7 +141,8 @@ def _json_records(path: Path):
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise QAError(f"{path}:{err.lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+        raise QAError(f"{path}:{err.lineno}: not valid JSON "
+                      f"({err.msg} at column {err.colno})") from None
     if not isinstance(data, list):
         raise QAError(f"{path}:1: expected a list of question objects, got {type(data).__name__}")
     return zip(_element_lines(text), data)
@@ -264,7 +267,8 @@ def _finish(pairs: list[tuple[str, QAItem]], missing: str, source: Path) -> list
     absent = [(where, item) for where, item in pairs if not item.video.is_file()]
     if absent and missing == "error":
         where, item = absent[0]
-        more = f" (and {len(absent) - 1} more question(s) whose video is missing)" if len(absent) > 1 else ""
+        more = (f" (and {len(absent) - 1} more question(s) whose video is missing)"
+                if len(absent) > 1 else "")
         raise QAError(f"{where}: video file not found: {item.video}{more}")
     if absent:
         log.warning("%s: skipping %d of %d questions whose video is missing, e.g. %s",
@@ -403,7 +407,8 @@ def load_videomme(path, video_dir, *, missing: str = "error") -> list[QAItem]:
                 answer=merged.get("answer"), text_first=False,
                 category=merged.get("domain"), task=merged.get("task_type"),
                 id=merged.get("question_id"),
-                meta={k: merged[k] for k in ("duration", "sub_category", "video_id") if k in merged}))
+                meta={k: merged[k] for k in ("duration", "sub_category", "video_id")
+                      if k in merged}))
     return _finish(pairs, missing, path)
 
 
@@ -417,7 +422,8 @@ def load_vnbench(path, video_dir, *, missing: str = "error") -> list[QAItem]:
     (e.g. ret_insert1, ord_edit2, cnt_insert1) and try (0-3: the four rotations of the
     options each question is asked with).
     QAItem: category = type, task = retrieval / ordering / counting from the type's prefix,
-    id = question_id if present else "<video stem>_<type>_<try>"; meta keeps try.
+    id = question_id if present else "<video stem>_<try>" (with "_<type>" added to the stem
+    unless it ends with it); meta keeps try.
     """
     path, video_dir = Path(path), Path(video_dir)
     _check_missing_arg(missing)
@@ -428,13 +434,16 @@ def load_vnbench(path, video_dir, *, missing: str = "error") -> list[QAItem]:
         video = _text_field(rec, "video", where)
         found = Path(video).expanduser()
         if not (found.is_absolute() and found.exists()):
-            found = video_dir / video if (video_dir / video).exists() else video_dir / Path(video).name
+            found = video_dir / video
+            if not found.exists():
+                found = video_dir / Path(video).name
         gt = rec.get("gt", rec.get("answer"))
         if isinstance(gt, int) and not isinstance(gt, bool) and 0 <= gt < len(options):
             gt = ascii_uppercase[gt]
         kind = str(rec.get("type") or "")
         prefix = re.match(r"[a-z]+", kind.lower())
-        item_id = rec.get("question_id") or f"{Path(video).stem}_{kind}_{rec.get('try', 0)}"
+        stem = Path(video).stem if Path(video).stem.endswith(kind) else f"{Path(video).stem}_{kind}"
+        item_id = rec.get("question_id") or f"{stem}_{rec.get('try', 0)}"
         pairs.append(_bench_item(
             where, found, rec, options, answer=gt, text_first=True, category=kind or None,
             task=tasks.get(prefix.group(0), kind) if prefix else None, id=item_id,

@@ -85,7 +85,8 @@ def test_new_merge_layer_rebuilds_the_prefix(tiny, video):
     chat.ask("What is shown?")
     chat.set_config(STTMConfig(keep_ratio=0.5, merge_layer=3))
     reply = chat.ask("What is shown?")
-    assert not reply.cache_reused and reply.timings["vision_encoder"] > 0
+    assert not reply.cache_reused and reply.timings["llm_prefill"] > 0
+    assert reply.timings["vision_encoder"] == 0  # the encoded video is kept across layers
     assert reply.text == greedy_reference(chat, "What is shown?")
 
 
@@ -119,7 +120,7 @@ def test_fastv_baseline_drops_by_attention_and_cannot_reuse(tiny, video):
     chat.load_video(video)
     first, second = chat.ask("What is shown?"), chat.ask("What is shown?")
     assert not first.cache_reused and not second.cache_reused
-    assert second.timings["vision_encoder"] > 0
+    assert second.timings["llm_prefill"] > 0 and second.tokens_before == first.tokens_before
     result = chat.merge_result
     assert result.keep_ratio == pytest.approx(0.3, abs=0.02)
     assert (result.token_map == -1).sum() == result.token_map.numel() - result.num_tokens

@@ -92,6 +92,10 @@ def preprocessing_settings(name_or_path: str, adapter: VideoLLMAdapter) -> dict:
         log.warning("no image processor config in %s (%s); using the family defaults",
                     name_or_path, _first_line(err))
         processor = None
+    return _settings_of(processor, adapter)
+
+
+def _settings_of(processor, adapter: VideoLLMAdapter) -> dict:
     if adapter.family == "llava_onevision":
         size = getattr(processor, "size", None) or {}
         side = size.get("height") or adapter.model.config.vision_config.image_size
@@ -157,24 +161,36 @@ ARCHITECTURES = {
 }
 
 
-def build_random_checkpoint(architecture: str, out_dir: str | Path, *, num_layers: int | None = None,
-                            seed: int = 0) -> Path:
-    """Write `architecture` (a key of ARCHITECTURES) with random weights to out_dir; returns it.
-    Load it with `load_model(out_dir)` like any checkpoint."""
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
-    spec = ARCHITECTURES[architecture]
-    out_dir = Path(out_dir)
-    torch.manual_seed(seed)
-    config, image_processor = _family_config(spec, num_layers)
+def random_model(architecture: str, *, device: str | None = None, dtype=None,
+                 num_layers: int | None = None, seed: int = 0) -> LoadedModel:
+    """`architecture` (a key of ARCHITECTURES) with random weights, in memory, with the
+    byte-level tokenizer: the real shapes and speed of a model you need not download."""
     from transformers import AutoModelForImageTextToText
 
-    model = AutoModelForImageTextToText.from_config(config)
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
+    device, dtype = default_device_and_dtype(device, dtype)
+    torch.manual_seed(seed)
+    config, image_processor = _family_config(ARCHITECTURES[architecture], num_layers)
+    model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
     model.generation_config.eos_token_id = TOKEN_ID["<|im_end|>"]
     model.generation_config.pad_token_id = TOKEN_ID["<|endoftext|>"]
-    model.save_pretrained(out_dir)
-    _byte_tokenizer().save_pretrained(out_dir)
-    image_processor.save_pretrained(out_dir)
+    model = model.to(device).eval()
+    adapter = adapter_for(model)
+    settings = _settings_of(image_processor, adapter)
+    return LoadedModel(model, _byte_tokenizer(), adapter, settings, architecture)
+
+
+def build_random_checkpoint(architecture: str, out_dir: str | Path, *, num_layers: int | None = None,
+                            seed: int = 0) -> Path:
+    """Write `architecture` with random weights, its tokenizer and image-processor settings to
+    out_dir; load it with `load_model(out_dir)` like any checkpoint. Returns out_dir."""
+    loaded = random_model(architecture, device="cpu", dtype=torch.float32,
+                          num_layers=num_layers, seed=seed)
+    out_dir = Path(out_dir)
+    loaded.model.save_pretrained(out_dir)
+    loaded.tokenizer.save_pretrained(out_dir)
+    _family_config(ARCHITECTURES[architecture], num_layers)[1].save_pretrained(out_dir)
     return out_dir
 
 

@@ -155,7 +155,7 @@ class _Hooks:
 
     def on_layer(self, index: int):
         def hook(module, args, kwargs):
-            if index < self.k or self.state.config.merges_nothing:
+            if index < self.k:
                 return None
             if index == self.k:
                 self.built = self.at_merge_layer(args[0], kwargs)
@@ -177,8 +177,11 @@ class _Hooks:
             if self.state.keep_layer_input:
                 rest = {k: v for k, v in kwargs.items() if k != "past_key_values"}
                 self.state.layer_input = LayerInput(hidden, rest, self.mask_2d, self.positions)
+            if self.state.config.merges_nothing:  # record the prefill, change nothing
+                self.state.prefill = self._unmerged_prefill(hidden, spans)
+                return None
             return self.merge_prefill(hidden, kwargs, spans)
-        if self.state.prefill is None:
+        if self.state.prefill is None or not self.state.prefill.merges:
             return None
         return self.continue_after_prefill(hidden)
 
@@ -192,10 +195,8 @@ class _Hooks:
             attention = last_token_attention(layer, hidden, kwargs["position_embeddings"], valid)
         merged, slots, slot_valid, merges = merge_sequence(hidden, valid, spans, self.state.config,
                                                            attention)
-        positions = self._positions(B, L, hidden.device)
-        text_pos = positions[0] if positions.dim() == 3 else positions  # [B, L]
-        next_position = text_pos[:, -1] + 1  # what generate() continues with
-        self.state.prefill = MergedPrefill(L, slots, slot_valid, next_position, spans, merges)
+        self.state.prefill = MergedPrefill(L, slots, slot_valid, self._next_position(B, L, hidden),
+                                           spans, merges)
         self.merged_hidden = merged
         built = {"attention_mask": self._mask(merged, slot_valid.long())}
         adapter = self.state.adapter
@@ -236,7 +237,19 @@ class _Hooks:
             built["position_ids"] = positions
         return built
 
+    def _unmerged_prefill(self, hidden: Tensor, spans: list[VideoSpan]) -> MergedPrefill:
+        B, L, _ = hidden.shape
+        slots = torch.arange(L, device=hidden.device).expand(B, L)
+        return MergedPrefill(L, slots, self._valid(B, L, hidden.device),
+                             self._next_position(B, L, hidden), spans, [])
+
     # --- helpers ------------------------------------------------------------------------------
+    def _next_position(self, B: int, L: int, hidden: Tensor) -> Tensor:
+        """[B] position of the token after the prefill: what generate() continues with."""
+        positions = self._positions(B, L, hidden.device)
+        text = positions[0] if positions.dim() == 3 else positions  # [B, L]
+        return text[:, -1] + 1
+
     def _valid(self, B: int, L: int, device) -> Tensor:
         if self.mask_2d is None:
             return torch.ones(B, L, dtype=torch.bool, device=device)
