@@ -5,8 +5,9 @@
 
 Each example is a short synthetic clip of one content type the STTM paper treats differently
 (static, fast motion, text overlay, scene cuts, camera pan, VNBench-style needles). Every
-question's answer follows from how the clip is drawn: the drawing code below returns the facts
-(`Fact`) and the QA is written from them, so the answer letters are right by construction.
+question is written from the same variables that place what it asks about (the needle spans,
+the pan step, the caption words, ...), so the answer letters are right by construction;
+tests/test_examples.py re-measures each answer on the decoded pixels.
 Deterministic: fixed seeds, no downloads, PIL's built-in font only. Every clip is 256 px wide:
 with this PyAV wheel's libx264, other widths (e.g. 192) give different bytes from run to run
 (decoded pixels differ slightly; x264's SIMD code seems to read uninitialised row padding),
@@ -23,7 +24,7 @@ import json
 import random
 import sys
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,6 @@ class Example:
     frames: np.ndarray         # [T, H, W, 3] uint8
     fps: int
     questions: list[Question]
-    facts: dict = field(default_factory=dict)  # ground truth the tests check on decoded pixels
 
 
 # ----------------------------------------------------------------------------- drawing helpers
@@ -144,7 +144,7 @@ def static() -> Example:
                    "nothing moves except a small blinking light",
                    ["the camera pans to the left", "a ball bounces across the scene",
                     "the scene cuts to a different place"], "motion")]
-    return Example(name, frames, fps, qs, {"light_on_frames": on, "light_box": (11, W - 21, 21, W - 11)})
+    return Example(name, frames, fps, qs)
 
 
 def fast_motion() -> Example:
@@ -173,7 +173,7 @@ def fast_motion() -> Example:
                    ["from right to left", "from top to bottom", "it does not move"], "motion"),
           Question("In which direction does the square move?", "from top to bottom",
                    ["from bottom to top", "from left to right", "from right to left"], "motion")]
-    return Example(name, frames, fps, qs, {"ball_x": ball_x, "square_y": square_y})
+    return Example(name, frames, fps, qs)
 
 
 CAPTION_H = 22
@@ -213,7 +213,7 @@ def text_overlay() -> Example:
           Question("Which of these words appears in a caption?", words[2], absent[1:4],
                    "retrieval"),
           Question("How many different captions are shown?", "5", ["3", "4", "6"], "counting")]
-    return Example(name, frames, fps, qs, {"words": words, "caption_rows": CAPTION_H})
+    return Example(name, frames, fps, qs)
 
 
 def scene_cuts() -> Example:
@@ -275,8 +275,7 @@ def scene_cuts() -> Example:
           Question("Which scene is shown last?", names[3], names[:3], "ordering"),
           Question("Which scene comes right after the beach?", names[1], [names[2], names[3],
                    "a snowy mountain"], "ordering")]
-    return Example(name, frames, fps, qs, {"cut_frames": [per * i for i in range(1, len(scenes))],
-                                           "scenes": names})
+    return Example(name, frames, fps, qs)
 
 
 def camera_pan() -> Example:
@@ -313,7 +312,7 @@ def camera_pan() -> Example:
                    ["a blue car", "a lighthouse", "a windmill"], "retrieval"),
           Question("What is in the background of the landscape?", "snowy mountains",
                    ["the sea", "skyscrapers", "a desert"], "attribute")]
-    return Example(name, frames, fps, qs, {"content_shift_px": -step, "house_x": hx})
+    return Example(name, frames, fps, qs)
 
 
 def haystack(rng, T: int, H: int, W: int) -> np.ndarray:
@@ -330,7 +329,8 @@ def haystack(rng, T: int, H: int, W: int) -> np.ndarray:
         d = ImageDraw.Draw(img)
         for (x0, y0, vx, vy, r), tone in zip(discs, tones):
             cx, cy = x0 + vx * t, y0 + vy * t
-            d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=(int(tone), int(tone), int(0.95 * tone)))
+            grey = (int(tone), int(tone), int(0.95 * tone))
+            d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=grey)
         frames[t] = np.asarray(img)
     return frames
 
@@ -362,7 +362,7 @@ def needle_word() -> Example:
                    "retrieval"),
           Question("When does the word appear?", "in the middle of the video",
                    ["near the beginning", "near the end", "during the whole video"], "temporal")]
-    return Example(name, frames, fps, qs, {"needles": {"yellow": [span]}})
+    return Example(name, frames, fps, qs)
 
 
 SHAPES = {"red star": ("star", RED), "blue square": ("square", BLUE),
@@ -395,8 +395,7 @@ def needle_order() -> Example:
           Question("Which shape appears last?", order[2], [order[0], order[1], "yellow circle"],
                    "ordering"),
           Question("In what order do the shapes appear?", as_text[0], as_text[1:], "ordering")]
-    colours = {lab.split()[0]: [s] for lab, s in zip(order, spans)}
-    return Example(name, frames, fps, qs, {"needles": colours, "order": order})
+    return Example(name, frames, fps, qs)
 
 
 def needle_count() -> Example:
@@ -406,14 +405,15 @@ def needle_count() -> Example:
     frames = haystack(rng, T, H, W)
     stars = [(6, 18), (34, 46), (62, 74)]
     square = [(20, 32)]
-    needle_shapes(rng, frames, [("red star", s) for s in stars] + [("blue square", s) for s in square])
+    needle_shapes(rng, frames,
+                  [("red star", s) for s in stars] + [("blue square", s) for s in square])
     qs = [Question("How many times does the red star appear?", str(len(stars)), ["1", "2", "4"],
                    "counting"),
           Question("How many times does the blue square appear?", str(len(square)),
                    ["0", "2", "3"], "counting"),
           Question("Which shape appears more than once?", "the red star",
                    ["the blue square", "the green triangle", "none of them"], "counting")]
-    return Example(name, frames, fps, qs, {"needles": {"red": stars, "blue": square}})
+    return Example(name, frames, fps, qs)
 
 
 EXAMPLES = (static, fast_motion, text_overlay, scene_cuts, camera_pan,
@@ -458,7 +458,8 @@ def build(out: Path = OUT) -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=OUT, help="output folder (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=OUT,
+                        help="output folder (default: %(default)s)")
     args = parser.parse_args()
     paths = build(args.out)
     for path in paths:
