@@ -218,10 +218,13 @@ class Session:
             raise UserError("Scoring needs a model. " + self.engine.why_no_model)
         if not self.qa:
             raise UserError("This video has no QA set: upload a JSON/JSONL/CSV of questions.")
+        from sttm_core.chat import VideoChat
         from sttm_core.scoring import score
 
-        self.chat.set_config(settings.config(self.engine.num_layers))
-        return score(self.chat, self.qa, num_frames=self.clip.num_frames, progress=progress)
+        self.engine.touch(self)
+        scorer = VideoChat(self.engine.loaded, settings.config(self.engine.num_layers),
+                           num_frames=self.clip.num_frames, max_pixels=self.engine.max_pixels)
+        return score(scorer, self.qa, num_frames=self.clip.num_frames, progress=progress)
 
     def set_qa(self, path) -> int:
         from sttm_core.qa import QAError, load_qa

@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
+from PIL import Image
 
 from .draw import chain_animation, draw_token_map, frame_grid, token_at
 from .figures import chains_figure, keep_summary, tokens_per_frame_figure
@@ -81,11 +83,11 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
     # --- views -------------------------------------------------------------------------------------
     def views(session: Session, frame_index: int, colour_by: str):
         """Every view of the current merge (except the chains animation, made on demand)."""
-        result, frames = session.result.cpu(), session.frames
+        result, frames = session.result.cpu(), _shown(session.frames)
         t = min(int(frame_index), len(frames) - 1)
         by = "token" if colour_by == "token" else "granularity"
         return (readout(session), draw_token_map(frames[t], result, t, by=by),
-                frame_grid(frames, result, by=by), chains_figure(result),
+                frame_grid(session.frames, result, by=by), chains_figure(result),
                 tokens_per_frame_figure(result))
 
     def readout(session: Session) -> str:
@@ -135,7 +137,7 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
             return None
         t = min(int(frame_index), len(state.frames) - 1)
         by = "token" if colour_by == "token" else "granularity"
-        return draw_token_map(state.frames[t], state.result.cpu(), t, by=by,
+        return draw_token_map(_shown(state.frames[t:t + 1])[0], state.result.cpu(), t, by=by,
                               highlight=highlight)
 
     @shows_errors
@@ -144,7 +146,7 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
             return None, "Load a video first."
         t = min(int(frame_index), len(state.frames) - 1)
         x, y = evt.index
-        info = token_at(state.result.cpu(), t, x, y, state.frames.shape[1:3])
+        info = token_at(state.result.cpu(), t, x, y, _shown(state.frames[:1]).shape[1:3])
         if info is None:
             return show_frame(state, frame_index, colour_by), "No token there (dropped patch)."
         first, last = info["frames"]
@@ -244,7 +246,7 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
                 video = gr.Video(label="Video", sources=["upload"])
                 example_files = sorted(str(p) for p in EXAMPLES.glob("*.mp4"))
                 if example_files:
-                    gr.Examples(example_files, inputs=video, label="Examples")
+                    gr.Examples(example_files, inputs=video, label="Examples", elem_id="examples")
                 frames = gr.Slider(1, engine.max_frames, value=default_frames, step=1,
                                    label="Frames (uniformly sampled)")
                 load_btn = gr.Button("Load video", variant="primary")
@@ -304,14 +306,12 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
                        [state, *view_outputs, root, frame_index, qa_info, chatbot],
                        concurrency_limit=1, api_name="load")
         remerge_inputs = [state, frame_index, *controls, colour_by]
-        for control in (tau_s, tau_t, budget, layer):  # named after the first: "remerge"
-            control.release(remerge, remerge_inputs, [state, *view_outputs], concurrency_limit=1,
-                            api_name="remerge" if control is tau_s else None)
-        for control in (mode, temporal, root, colour_by):
-            control.change(remerge, remerge_inputs, [state, *view_outputs], concurrency_limit=1)
+        for control in (*controls, colour_by):  # drags queue up: only the latest value runs
+            control.change(remerge, remerge_inputs, [state, *view_outputs], concurrency_limit=1,
+                           trigger_mode="always_last",
+                           api_name="remerge" if control is tau_s else None)
         for button, name in zip(preset_buttons, PRESETS):
-            button.click(lambda n=name: preset(n), None, [mode, tau_s, tau_t, temporal]).then(
-                remerge, remerge_inputs, [state, *view_outputs], concurrency_limit=1)
+            button.click(lambda n=name: preset(n), None, [mode, tau_s, tau_t, temporal])
         frame_index.change(show_frame, [state, frame_index, colour_by], token_map,
                            api_name="show_frame")
         token_map.select(inspect_token, [state, frame_index, colour_by], [token_map, token_info])
@@ -325,6 +325,16 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
         score_btn.click(score_qa, [state, *controls], scores, concurrency_limit=1,
                         api_name="score")
     return demo
+
+
+def _shown(frames: np.ndarray, min_side: int = 480) -> np.ndarray:
+    """Frames enlarged (never shrunk) so small videos' token maps stay legible."""
+    H, W = frames.shape[1:3]
+    scale = min_side / max(H, W)
+    if scale <= 1:
+        return frames
+    size = (round(W * scale), round(H * scale))
+    return np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BILINEAR)) for f in frames])
 
 
 def _reply_note(reply) -> str:
