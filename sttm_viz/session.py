@@ -72,10 +72,14 @@ class Settings:
     merge_layer: int = 2
     use_budget: bool = False
     keep_ratio: float = 0.3
+    method: str = "sttm"  # or a baseline (sttm_core.baselines), always at the token budget
 
     def config(self, num_layers: int) -> STTMConfig:
         layer = min(self.merge_layer, num_layers - 1)
         tau_t = self.temporal_threshold if self.temporal else None
+        if self.method != "sttm":
+            return STTMConfig(root_level=self.root_level, merge_layer=layer,
+                              keep_ratio=self.keep_ratio, method=self.method)
         if self.use_budget:
             return STTMConfig(temporal_threshold=tau_t, root_level=self.root_level,
                               merge_layer=layer, keep_ratio=self.keep_ratio)
@@ -130,8 +134,13 @@ class Session:
         if self.merger is None or (self.chat and self.features_layer != config.merge_layer):
             self.merger = VideoTokenMerger(self._features(config))
             self.features_layer = config.merge_layer if self.chat else None
-        root = min(config.root_level, self.merger.num_levels - 1)
-        config = STTMConfig(**{**vars(config), "root_level": root})
+        if config.query_aware:  # FastV: its tokens exist only once a question was asked
+            asked = self.chat and self.chat.config.query_aware and self.chat.merge_result
+            if not asked:
+                raise UserError("FastV picks tokens by the question's attention: ask a question "
+                                "in the Chat tab, then its token map shows here.")
+            self.result = self.chat.merge_result
+            return self.result
         self.result = config.merge(self.merger)  # the chat's KV cache follows at the next question
         return self.result
 

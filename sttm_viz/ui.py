@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 SESSION_TTL_S = 3600  # a session idle this long is dropped with its KV cache
+METHODS = {"STTM": "sttm", "Uniform pooling": "uniform", "Spatial only": "spatial_only",
+           "Temporal only": "temporal_only", "FastV (query-aware)": "fastv"}
 PRESETS = {"Paper 50% (τS .85, τT .65)": (0.85, 0.65), "Paper 30% (τS .80, τT .50)": (0.80, 0.50)}
 
 try:  # Hugging Face Spaces (ZeroGPU): run model work on a GPU when the package is there
@@ -75,10 +77,11 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
     def session_of(state) -> Session:
         return state if state is not None else Session(engine)
 
-    def settings_of(mode, tau_s, tau_t, temporal, budget, root, layer, root_choices) -> Settings:
+    def settings_of(mode, tau_s, tau_t, temporal, budget, root, layer, method,
+                    root_choices) -> Settings:
         root_level = root_choices.index(root) if root in root_choices else 1
         return Settings(float(tau_s), float(tau_t), bool(temporal), root_level, int(layer),
-                        mode == "Token budget", float(budget))
+                        mode == "Token budget", float(budget), METHODS[method])
 
     # --- views -------------------------------------------------------------------------------------
     def views(session: Session, frame_index: int, colour_by: str):
@@ -106,14 +109,15 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
     # --- handlers ----------------------------------------------------------------------------------
     @on_gpu
     @shows_errors
-    def load(state, video, frames, mode, tau_s, tau_t, temporal, budget, root, layer, colour_by,
+    def load(state, video, frames, mode, tau_s, tau_t, temporal, budget, root, layer, method,
+             colour_by,
              progress=gr.Progress()):
         session = session_of(state)
         progress(0.1, desc="Decoding the video" + (" and running the model" if engine.has_model
                                                      else ""))
         choices = session.root_choices
         session.load(video, frames, settings_of(mode, tau_s, tau_t, temporal, budget, root,
-                                                layer, choices))
+                                                layer, method, choices))
         choices = session.root_choices
         root = root if root in choices else choices[min(1, len(choices) - 1)]
         progress(0.9, desc="Drawing")
@@ -124,10 +128,11 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
 
     @on_gpu
     @shows_errors
-    def remerge(state, frame_index, mode, tau_s, tau_t, temporal, budget, root, layer, colour_by):
+    def remerge(state, frame_index, mode, tau_s, tau_t, temporal, budget, root, layer, method,
+                colour_by):
         if state is None or state.clip is None:  # controls moved before any video: nothing to do
             return (state, *[gr.skip()] * 5)
-        state.merge(settings_of(mode, tau_s, tau_t, temporal, budget, root, layer,
+        state.merge(settings_of(mode, tau_s, tau_t, temporal, budget, root, layer, method,
                                 state.root_choices))
         return (state, *views(state, frame_index, colour_by))
 
@@ -165,10 +170,10 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
     @on_gpu
     @shows_errors
     def chat(state, question, history, compare, mode, tau_s, tau_t, temporal, budget, root,
-             layer):
+             layer, method):
         if state is None:
             raise UserError("Load a video first.")
-        settings = settings_of(mode, tau_s, tau_t, temporal, budget, root, layer,
+        settings = settings_of(mode, tau_s, tau_t, temporal, budget, root, layer, method,
                                state.root_choices)
         history = list(history or []) + [{"role": "user", "content": question}]
         for reply, reference in state.ask(question, settings, compare):
@@ -185,11 +190,12 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
 
     @on_gpu
     @shows_errors
-    def measure(state, mode, tau_s, tau_t, temporal, budget, root, layer, progress=gr.Progress()):
+    def measure(state, mode, tau_s, tau_t, temporal, budget, root, layer, method,
+                progress=gr.Progress()):
         if state is None:
             raise UserError("Load a video first.")
         progress(0.1, desc="Prefilling with all tokens, then with STTM")
-        settings = settings_of(mode, tau_s, tau_t, temporal, budget, root, layer,
+        settings = settings_of(mode, tau_s, tau_t, temporal, budget, root, layer, method,
                                state.root_choices)
         t = state.measure_ttft(settings)
         rows = "\n".join(
@@ -202,10 +208,11 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
 
     @on_gpu
     @shows_errors
-    def score_qa(state, mode, tau_s, tau_t, temporal, budget, root, layer, progress=gr.Progress()):
+    def score_qa(state, mode, tau_s, tau_t, temporal, budget, root, layer, method,
+                 progress=gr.Progress()):
         if state is None:
             raise UserError("Load a video first.")
-        settings = settings_of(mode, tau_s, tau_t, temporal, budget, root, layer,
+        settings = settings_of(mode, tau_s, tau_t, temporal, budget, root, layer, method,
                                state.root_choices)
         result = state.score(settings, progress=lambda done, total: progress(done / total))
         return (f"**STTM: {_pct(result.accuracy)}** vs **all tokens: "
@@ -261,6 +268,8 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
                     preset_buttons = [gr.Button(name, size="sm") for name in PRESETS]
                 root = gr.Radio(["2x2", "4x4", "7x7", "14x14"], value="4x4",
                                 label="Root grid (where the coarse-to-fine search starts)")
+                method = gr.Dropdown(list(METHODS), value="STTM",
+                                     label="Method (baselines keep the token budget)")
                 layer = gr.Slider(0, max(num_layers - 1, 1), value=min(2, num_layers - 1),
                                   step=1, label="Merge layer k", interactive=engine.has_model)
             with gr.Column(scale=2):
@@ -300,7 +309,7 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
                         score_btn = gr.Button("Score STTM vs all tokens on the QA set")
                         scores = gr.Markdown()
 
-        controls = [mode, tau_s, tau_t, temporal, budget, root, layer]
+        controls = [mode, tau_s, tau_t, temporal, budget, root, layer, method]
         view_outputs = [summary, token_map, grid, chains, per_frame]
         load_btn.click(load, [state, video, frames, *controls, colour_by],
                        [state, *view_outputs, root, frame_index, qa_info, chatbot],

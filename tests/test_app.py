@@ -54,8 +54,9 @@ def fallback_app():
     demo.close()
 
 
-def controls(tau_s=0.8, tau_t=0.6, root="4x4", layer=2, mode="Thresholds", budget=0.3):
-    return [mode, tau_s, tau_t, True, budget, root, layer]
+def controls(tau_s=0.8, tau_t=0.6, root="4x4", layer=2, mode="Thresholds", budget=0.3,
+             method="STTM"):
+    return [mode, tau_s, tau_t, True, budget, root, layer, method]
 
 
 def load(client, video=EXAMPLE, layer=2):
@@ -64,6 +65,24 @@ def load(client, video=EXAMPLE, layer=2):
     out = client.predict(handle_file(str(video)), FRAMES, *controls(layer=layer), "granularity",
                          api_name="/load")
     return out, controls(root=out[5]["value"], layer=layer)
+
+
+def test_baselines_and_fastv_in_the_app(app):
+    _, client = app
+    _, shown = load(client)
+    root = shown[5]
+    uniform = client.predict(0, *controls(root=root, method="Uniform pooling"), "granularity",
+                             api_name="/remerge")
+    assert "tokens after temporal merging" in uniform[0]
+    with pytest.raises(AppError, match="FastV picks tokens by the question"):
+        client.predict(0, *controls(root=root, method="FastV (query-aware)"), "granularity",
+                       api_name="/remerge")
+    fastv = controls(root=root, method="FastV (query-aware)")
+    reply = client.predict("What is shown?", [], False, *fastv, api_name="/chat")[0]
+    assert "video prefix built for this reply" in text_of(reply[-1])  # no reuse for FastV
+    after = client.predict(0, *fastv, "granularity", api_name="/remerge")[0]
+    total = int(re.search(r"= (\d+) tokens\*\*", after).group(1))
+    assert tokens_in(after) == round(0.3 * total)  # the token map now shows FastV's choice
 
 
 def text_of(message: dict) -> str:
