@@ -203,20 +203,19 @@ class Session:
                 chat.set_clip(chat.clip)
 
     def measure_ttft(self, settings: Settings, question: str = "Describe the video.") -> dict:
-        """TTFT of a first question with all tokens vs with STTM (fresh prefixes)."""
+        """TTFT of a first question (a fresh video prefix) with all tokens vs with STTM. The
+        encoded video is reused, so both times are the language model's alone."""
         if not self.engine.has_model:
             raise UserError("TTFT needs a model. " + self.engine.why_no_model)
-        if self.clip is None:
+        if self.chat is None:
             raise UserError("Load a video first.")
-        from sttm_core.chat import VideoChat
-
+        self.engine.touch(self)
+        config = settings.config(self.engine.num_layers)
         out = {}
-        for name, config in [("all", STTMConfig.disabled(settings.merge_layer)),
-                             ("sttm", settings.config(self.engine.num_layers))]:
-            chat = VideoChat(self.engine.loaded, config, num_frames=self.clip.num_frames,
-                             max_pixels=self.engine.max_pixels, max_new_tokens=1)
-            chat.set_clip(self.clip)
-            reply = chat.ask(question)
+        for name, setting in [("all", STTMConfig.disabled(config.merge_layer)), ("sttm", config)]:
+            self.chat.set_config(setting)
+            self.chat.reset_prefix()
+            reply = self.chat.ask(question, max_new_tokens=1)
             out[name] = dict(ttft_s=reply.ttft_s, tokens=reply.tokens_after, **reply.timings)
         out["speedup"] = out["all"]["ttft_s"] / out["sttm"]["ttft_s"]
         return out

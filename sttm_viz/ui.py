@@ -77,9 +77,11 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
     def session_of(state) -> Session:
         return state if state is not None else Session(engine)
 
-    def settings_of(mode, tau_s, tau_t, temporal, budget, root, layer, method,
-                    root_choices) -> Settings:
-        root_level = root_choices.index(root) if root in root_choices else 1
+    def settings_of(session: Session, values) -> Settings:
+        """The control values (in `controls` order) as Settings for this session's video."""
+        mode, tau_s, tau_t, temporal, budget, root, layer, method = values
+        choices = session.root_choices
+        root_level = choices.index(root) if root in choices else 1
         return Settings(float(tau_s), float(tau_t), bool(temporal), root_level, int(layer),
                         mode == "Token budget", float(budget), METHODS[method])
 
@@ -109,16 +111,12 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
     # --- handlers ----------------------------------------------------------------------------------
     @on_gpu
     @shows_errors
-    def load(state, video, frames, mode, tau_s, tau_t, temporal, budget, root, layer, method,
-             colour_by,
-             progress=gr.Progress()):
+    def load(state, video, frames, colour_by, *values, progress=gr.Progress()):
         session = session_of(state)
         progress(0.1, desc="Decoding the video" + (" and running the model" if engine.has_model
                                                      else ""))
-        choices = session.root_choices
-        session.load(video, frames, settings_of(mode, tau_s, tau_t, temporal, budget, root,
-                                                layer, method, choices))
-        choices = session.root_choices
+        session.load(video, frames, settings_of(session, values))
+        choices, root = session.root_choices, values[5]
         root = root if root in choices else choices[min(1, len(choices) - 1)]
         progress(0.9, desc="Drawing")
         T = len(session.frames)
@@ -128,12 +126,10 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
 
     @on_gpu
     @shows_errors
-    def remerge(state, frame_index, mode, tau_s, tau_t, temporal, budget, root, layer, method,
-                colour_by):
+    def remerge(state, frame_index, colour_by, *values):
         if state is None or state.clip is None:  # controls moved before any video: nothing to do
             return (state, *[gr.skip()] * 5)
-        state.merge(settings_of(mode, tau_s, tau_t, temporal, budget, root, layer, method,
-                                state.root_choices))
+        state.merge(settings_of(state, values))
         return (state, *views(state, frame_index, colour_by))
 
     @shows_errors
@@ -169,12 +165,10 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
 
     @on_gpu
     @shows_errors
-    def chat(state, question, history, compare, mode, tau_s, tau_t, temporal, budget, root,
-             layer, method):
+    def chat(state, question, history, compare, *values):
         if state is None:
             raise UserError("Load a video first.")
-        settings = settings_of(mode, tau_s, tau_t, temporal, budget, root, layer, method,
-                               state.root_choices)
+        settings = settings_of(state, values)
         history = list(history or []) + [{"role": "user", "content": question}]
         for reply, reference in state.ask(question, settings, compare):
             answer = reply.text + ("" if not reply.done else "\n\n" + _reply_note(reply))
@@ -190,14 +184,11 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
 
     @on_gpu
     @shows_errors
-    def measure(state, mode, tau_s, tau_t, temporal, budget, root, layer, method,
-                progress=gr.Progress()):
+    def measure(state, *values, progress=gr.Progress()):
         if state is None:
             raise UserError("Load a video first.")
         progress(0.1, desc="Prefilling with all tokens, then with STTM")
-        settings = settings_of(mode, tau_s, tau_t, temporal, budget, root, layer, method,
-                               state.root_choices)
-        t = state.measure_ttft(settings)
+        t = state.measure_ttft(settings_of(state, values))
         rows = "\n".join(
             f"| {name} | {t[key]['tokens']} | {t[key]['ttft_s']:.3f} | "
             f"{t[key]['vision_encoder']:.3f} | {t[key]['llm_prefill']:.3f} | {t[key]['merge']:.4f} |"
@@ -208,13 +199,11 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
 
     @on_gpu
     @shows_errors
-    def score_qa(state, mode, tau_s, tau_t, temporal, budget, root, layer, method,
-                 progress=gr.Progress()):
+    def score_qa(state, *values, progress=gr.Progress()):
         if state is None:
             raise UserError("Load a video first.")
-        settings = settings_of(mode, tau_s, tau_t, temporal, budget, root, layer, method,
-                               state.root_choices)
-        result = state.score(settings, progress=lambda done, total: progress(done / total))
+        result = state.score(settings_of(state, values),
+                             progress=lambda done, total: progress(done / total))
         return (f"**STTM: {_pct(result.accuracy)}** vs **all tokens: "
                 f"{_pct(result.reference_accuracy)}** on {len(result.answers)} questions "
                 f"(same answer on {_pct(result.agreement)}; first-token KL "
@@ -311,10 +300,10 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
 
         controls = [mode, tau_s, tau_t, temporal, budget, root, layer, method]
         view_outputs = [summary, token_map, grid, chains, per_frame]
-        load_btn.click(load, [state, video, frames, *controls, colour_by],
+        load_btn.click(load, [state, video, frames, colour_by, *controls],
                        [state, *view_outputs, root, frame_index, qa_info, chatbot],
                        concurrency_limit=1, api_name="load")
-        remerge_inputs = [state, frame_index, *controls, colour_by]
+        remerge_inputs = [state, frame_index, colour_by, *controls]
         for control in (*controls, colour_by):  # drags queue up: only the latest value runs
             control.change(remerge, remerge_inputs, [state, *view_outputs], concurrency_limit=1,
                            trigger_mode="always_last",

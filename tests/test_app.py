@@ -62,7 +62,7 @@ def controls(tau_s=0.8, tau_t=0.6, root="4x4", layer=2, mode="Thresholds", budge
 def load(client, video=EXAMPLE, layer=2):
     """Load a video; returns the outputs and the controls as the page now shows them (the root
     choices follow the video's grid)."""
-    out = client.predict(handle_file(str(video)), FRAMES, *controls(layer=layer), "granularity",
+    out = client.predict(handle_file(str(video)), FRAMES, "granularity", *controls(layer=layer),
                          api_name="/load")
     return out, controls(root=out[5]["value"], layer=layer)
 
@@ -71,16 +71,15 @@ def test_baselines_and_fastv_in_the_app(app):
     _, client = app
     _, shown = load(client)
     root = shown[5]
-    uniform = client.predict(0, *controls(root=root, method="Uniform pooling"), "granularity",
+    uniform = client.predict(0, "granularity", *controls(root=root, method="Uniform pooling"),
                              api_name="/remerge")
     assert "tokens after temporal merging" in uniform[0]
-    with pytest.raises(AppError, match="FastV picks tokens by the question"):
-        client.predict(0, *controls(root=root, method="FastV (query-aware)"), "granularity",
-                       api_name="/remerge")
     fastv = controls(root=root, method="FastV (query-aware)")
+    with pytest.raises(AppError, match="FastV picks tokens by the question"):
+        client.predict(0, "granularity", *fastv, api_name="/remerge")
     reply = client.predict("What is shown?", [], False, *fastv, api_name="/chat")[0]
     assert "video prefix built for this reply" in text_of(reply[-1])  # no reuse for FastV
-    after = client.predict(0, *fastv, "granularity", api_name="/remerge")[0]
+    after = client.predict(0, "granularity", *fastv, api_name="/remerge")[0]
     total = int(re.search(r"= (\d+) tokens\*\*", after).group(1))
     assert tokens_in(after) == round(0.3 * total)  # the token map now shows FastV's choice
 
@@ -113,7 +112,7 @@ def test_load_and_sliders_match_merge_video_tokens(app):
     root_levels = out[5]  # the root radio now lists this video's pyramid
     assert tokens_in(readout) == expected_tokens(loaded, 0.8, 0.6, 1)
     for tau_s, tau_t in [(0.5, 0.3), (0.95, 0.9)]:
-        moved = client.predict(0, *controls(tau_s, tau_t, root="2x2"), "token",
+        moved = client.predict(0, "token", *controls(tau_s, tau_t, root="2x2"),
                                api_name="/remerge")
         assert tokens_in(moved[0]) == expected_tokens(loaded, tau_s, tau_t, 0)
     assert root_levels is not None
@@ -159,7 +158,7 @@ def test_bad_uploads_get_a_message(app, tmp_path):
     empty.write_bytes(b"")
     for bad, message in [(text, "notes.mp4"), (empty, "empty")]:
         with pytest.raises(AppError, match=message):
-            client.predict(handle_file(str(bad)), FRAMES, *controls(), "granularity",
+            client.predict(handle_file(str(bad)), FRAMES, "granularity", *controls(),
                            api_name="/load")
     out, _ = load(client)  # the app is still alive and works afterwards
     assert tokens_in(out[0]) > 0
