@@ -143,3 +143,23 @@ def test_unsupported_model_is_named():
     with pytest.raises(UnsupportedModelError, match="does not support Qwen2ForCausalLM; "
                                                     "supported model classes: LlavaOnevision"):
         patch(text_only, STTMConfig())
+
+
+def test_loading_failures_say_why_and_what_to_do(tmp_path):
+    import time
+
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from sttm_core import ModelLoadError, load_model
+
+    start = time.perf_counter()
+    with pytest.raises(ModelLoadError, match="could not load the model 'sttm-tests/no-such-model'"):
+        load_model("sttm-tests/no-such-model")  # not local, not cached: no download attempted
+    assert time.perf_counter() - start < 30
+    with pytest.raises(ModelLoadError, match="local checkpoint directory"):
+        load_model(str(tmp_path / "missing"))
+    Qwen2ForCausalLM(Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=1,
+                                 vocab_size=100)).save_pretrained(tmp_path / "text_only")
+    with pytest.raises(UnsupportedModelError, match="does not support Qwen2ForCausalLM"):
+        load_model(str(tmp_path / "text_only"))

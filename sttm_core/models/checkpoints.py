@@ -56,6 +56,7 @@ def load_model(name_or_path: str, *, device: str | None = None, dtype: torch.dty
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer
 
     device, dtype = default_device_and_dtype(device, dtype)
+    _check_reachable(str(name_or_path))
     try:
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     except Exception as err:  # OSError, ValueError, HTTP errors: all mean "not loadable here"
@@ -104,6 +105,39 @@ def _settings_of(processor, adapter: VideoLLMAdapter) -> dict:
     return dict(min_pixels=QWEN_VIDEO_PIXELS[0], max_pixels=QWEN_VIDEO_PIXELS[1],
                 image_mean=getattr(processor, "image_mean", CLIP_MEAN),
                 image_std=getattr(processor, "image_std", CLIP_STD))
+
+
+def _check_reachable(name_or_path: str, timeout_s: float = 3.0) -> None:
+    """Fail fast, with advice, when a hub id is neither local, nor cached, nor downloadable:
+    otherwise the hub client retries for half a minute before giving up."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    if Path(name_or_path).exists():
+        return
+    try:
+        if try_to_load_from_cache(name_or_path, "config.json"):
+            return
+    except HFValidationError:  # not a hub id either: a directory that is not there
+        raise ModelLoadError(f"could not load the model '{name_or_path}': no such checkpoint "
+                             "directory, and it is not a hub id (owner/name). Give a local "
+                             "checkpoint directory or a hub id.") from None
+    if constants.HF_HUB_OFFLINE:
+        reason = "HF_HUB_OFFLINE is set and its files are not in the cache"
+    else:
+        host = urlparse(constants.ENDPOINT).hostname
+        try:
+            socket.create_connection((host, 443), timeout=timeout_s).close()
+            return
+        except OSError as err:
+            reason = f"{host} cannot be reached ({err.strerror or err}) and it is not cached"
+    raise ModelLoadError(
+        f"could not load the model '{name_or_path}': {reason}.\n"
+        "Give a local checkpoint directory, or download the checkpoint first "
+        f"(`huggingface-cli download {name_or_path}`) on a machine with internet access.")
 
 
 def _check_supported(architecture: str) -> None:
