@@ -27,7 +27,7 @@ from transformers import DynamicCache
 from .config import STTMConfig
 from .merge import MergeResult
 from .models.checkpoints import LoadedModel, load_model
-from .models.patching import patch, remerge
+from .models.patching import check_merge_layer, patch, remerge
 from .video import VideoClip, load_video
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ class VideoChat:
                  max_new_tokens: int = 256, temperature: float = 0.0):
         self.loaded = model
         self.config = config or STTMConfig()
+        check_merge_layer(self.config, model.adapter)
         self.num_frames = num_frames
         self.settings = dict(model.settings)
         if max_pixels is not None:
@@ -116,6 +117,7 @@ class VideoChat:
     def set_config(self, config: STTMConfig) -> None:
         """New STTM settings. Same merge layer: re-merge from the stored layer-k hidden states
         (encoder and layers < k are not re-run); another layer: the prefix is rebuilt."""
+        check_merge_layer(config, self.loaded.adapter)
         old, self.config = self.config, config
         if self._prefix is None or config == old:
             return

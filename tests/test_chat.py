@@ -137,3 +137,12 @@ def test_baselines_run_at_the_same_budget(tiny, video, method):
         assert chat.merge_result.num_spatial_tokens == chat.merge_result.token_map.numel()
     if method == "spatial_only":
         assert chat.merge_result.num_tokens == chat.merge_result.num_spatial_tokens
+
+
+def test_merge_layer_beyond_the_model_is_refused(tiny):
+    with pytest.raises(ValueError, match="merge_layer=9 is out of range: this model has 4"):
+        VideoChat(tiny, STTMConfig(merge_layer=9))
+    chat = VideoChat(tiny, STTMConfig(merge_layer=1))
+    with pytest.raises(ValueError, match="merge_layer=4 is out of range"):
+        chat.set_config(STTMConfig(merge_layer=4))
+    assert chat.config.merge_layer == 1

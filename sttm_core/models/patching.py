@@ -93,9 +93,7 @@ def patch(model: nn.Module, config: STTMConfig | None = None) -> nn.Module:
     Patching again replaces the config. `unpatch(model)` restores the original behaviour."""
     config = config or STTMConfig()
     adapter = adapter_for(model)
-    if not 0 <= config.merge_layer < adapter.num_layers:
-        raise ValueError(f"merge_layer={config.merge_layer} is out of range: this model has "
-                         f"{adapter.num_layers} decoder layers (0..{adapter.num_layers - 1})")
+    check_merge_layer(config, adapter)
     if hasattr(model, "sttm"):
         unpatch(model)
     state = STTMState(config, adapter)
@@ -107,6 +105,12 @@ def patch(model: nn.Module, config: STTMConfig | None = None) -> nn.Module:
          for i, layer in enumerate(adapter.decoder_layers)]
     model.sttm = state
     return model
+
+
+def check_merge_layer(config: STTMConfig, adapter: VideoLLMAdapter) -> None:
+    if not 0 <= config.merge_layer < adapter.num_layers:
+        raise ValueError(f"merge_layer={config.merge_layer} is out of range: this model has "
+                         f"{adapter.num_layers} decoder layers (0..{adapter.num_layers - 1})")
 
 
 def unpatch(model: nn.Module) -> nn.Module:
