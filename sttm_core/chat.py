@@ -121,8 +121,8 @@ class VideoChat:
         old, self.config = self.config, config
         if self._prefix is None or config == old:
             return
-        if config.merge_layer != old.merge_layer:
-            self._prefix = None
+        if config.merge_layer != old.merge_layer or config.query_aware or old.query_aware:
+            self._prefix = None  # query-aware prefixes hold a question: nothing to re-merge
             return
         with self._model_turn():
             start = time.perf_counter()
