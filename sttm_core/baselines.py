@@ -1,7 +1,8 @@
 """Simpler token reductions to compare STTM with, at the same token budget.
 
 Each returns a MergeResult, so the runtime, the app and the sweeps treat them like STTM:
-  uniform        every frame pooled to one quadtree level (the paper's pooling baseline)
+  uniform        every frame average-pooled to one coarser grid (the paper's pooling
+                 baseline), sized to the budget
   spatial_only   STTM without temporal merging
   temporal_only  STTM without spatial merging (patch-level temporal chains)
   fastv          FastV: keep the video tokens the last prompt token attends to most at layer
@@ -15,18 +16,46 @@ import math
 import torch
 from torch import Tensor
 
-from .merge import MergeResult, VideoTokenMerger
+from .merge import MergeResult
 
 METHODS = ("sttm", "uniform", "spatial_only", "temporal_only", "fastv")
 
 
-def uniform_pooling(merger: VideoTokenMerger, keep_ratio: float) -> MergeResult:
-    """Pool every frame to the pyramid level whose token count is nearest keep_ratio."""
-    T, H, W = merger.pyramid.grid
-    sizes = merger.level_sizes
-    level = min(range(len(sizes)),
-                key=lambda l: abs(sizes[l][0] * sizes[l][1] / (H * W) - keep_ratio))
-    return merger.merge(-1.0, None, level)  # tauS = -1: every root node stops at once
+def uniform_pooling(features: Tensor, keep_ratio: float) -> MergeResult:
+    """Average-pool every frame to one coarser grid h x w near keep_ratio (the paper's pooling
+    baseline): h*w / (H*W) close to the budget, the aspect ratio kept (a point of budget
+    weighs as much as a tenth of aspect). Rows (columns) are split into h (w) contiguous bins
+    of near-equal size, so the pooled tokens tile each frame. features [T, H, W, C]."""
+    T, H, W, C = features.shape
+    h, w = min(((h, w) for h in range(1, H + 1) for w in range(1, W + 1)),
+               key=lambda s: abs(s[0] * s[1] / (H * W) - keep_ratio) + 0.1 * abs(s[0] / H - s[1] / W))
+    device = features.device
+    row_bin = torch.arange(H, device=device) * h // H  # [H] pooled row of each patch row
+    col_bin = torch.arange(W, device=device) * w // W  # [W]
+    t = torch.arange(T, device=device)[:, None, None]
+    token_map = (t * h + row_bin[None, :, None]) * w + col_bin[None, None, :]  # [T, H, W]
+    flat = token_map.flatten()
+    sums = torch.zeros(T * h * w, C, device=device).index_add_(
+        0, flat, features.reshape(-1, C).float())
+    counts = torch.bincount(flat, minlength=T * h * w)
+    y0, y1 = _bin_edges(row_bin, h)
+    x0, x1 = _bin_edges(col_bin, w)
+    i, j = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device),
+                          indexing="ij")
+    boxes = torch.stack([t.expand(T, h, w), y0[i].expand(T, h, w), x0[j].expand(T, h, w),
+                         y1[i].expand(T, h, w), x1[j].expand(T, h, w)], dim=-1).reshape(-1, 5)
+    return MergeResult(
+        features=(sums / counts[:, None]).to(features.dtype), boxes=boxes, num_patches=counts,
+        token_map=token_map, spatial_boxes=boxes,
+        spatial_to_token=torch.arange(T * h * w, device=device), spatial_threshold=math.nan,
+        temporal_threshold=None, root_level=-1, temporal_mode="uniform")
+
+
+def _bin_edges(bins: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """First and one-past-last patch index of each of n contiguous bins. bins: [L] sorted."""
+    starts = torch.searchsorted(bins, torch.arange(n, device=bins.device))
+    ends = torch.cat([starts[1:], starts.new_tensor([len(bins)])])
+    return starts, ends
 
 
 def drop_by_attention(features: Tensor, attention: Tensor, keep_ratio: float) -> MergeResult:

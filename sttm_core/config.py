@@ -82,7 +82,7 @@ class STTMConfig:
         root_level = min(self.root_level, merger.num_levels - 1) if self.root_level >= 0 \
             else max(self.root_level, -merger.num_levels)
         if self.method == "uniform":
-            return uniform_pooling(merger, self.keep_ratio)
+            return uniform_pooling(merger.pyramid.levels[-1], self.keep_ratio)
         if self.method != "sttm":  # spatial_only / temporal_only: one side of the budget
             spatial = self.method == "spatial_only"
             choice = thresholds_for_budget(

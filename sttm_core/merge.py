@@ -58,8 +58,9 @@ class MergeResult:
 
     @property
     def frame_span(self) -> Tensor:
-        """[N, 2] first and last frame (inclusive) each token spans; a temporal chain covers
-        every frame in between."""
+        """[N, 2] first and last frame (inclusive) each token spans. With temporal_mode
+        "components" or "best_match" a chain covers every frame in between; the official
+        union-find (default) can group frames t and t+2 without t+1."""
         last = self.boxes[:, 0].clone()
         last.scatter_reduce_(0, self.spatial_to_token, self.spatial_boxes[:, 0], reduce="amax")
         return torch.stack([self.boxes[:, 0], last], dim=1)

@@ -1,9 +1,17 @@
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
+
+# Property tests draw the same examples on every run, so CI never fails by chance;
+# HYPOTHESIS_PROFILE=explore searches afresh with 10x the examples.
+settings.register_profile("deterministic", derandomize=True, deadline=None)
+settings.register_profile("explore", max_examples=600, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/ helpers: reference, videos
 

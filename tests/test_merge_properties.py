@@ -15,7 +15,7 @@ taus = st.floats(-1.0, 1.0)
 modes = st.sampled_from(["official", "components", "best_match"])
 
 
-def check_bookkeeping(x, r):
+def check_bookkeeping(x, r, contiguous=True):
     T, H, W, _ = x.shape
     assert int(r.num_patches.sum()) == T * H * W
     # each frame's spatial boxes tile it exactly, and the token map agrees with them
@@ -29,7 +29,9 @@ def check_bookkeeping(x, r):
         assert (r.token_map[t, y0:y1, x0:x1] == n).all()
         assert int((r.token_map == n).sum()) == int(r.num_patches[n])
         first, last = r.frame_span[n].tolist()
-        assert first == t and all((r.token_map[f] == n).any() for f in range(first, last + 1))
+        assert first == t and (r.token_map[last] == n).any()
+        if contiguous:  # linked pairs are consecutive frames, so a chain misses no frame
+            assert all((r.token_map[f] == n).any() for f in range(first, last + 1))
     keys = r.boxes[:, 0] * H * W + r.boxes[:, 1] * W + r.boxes[:, 2]
     assert (keys[1:] > keys[:-1]).all()  # sorted by (t, y0, x0) of the first occurrence
 
@@ -39,7 +41,8 @@ def check_bookkeeping(x, r):
 def test_bookkeeping(x, tau_s, tau_t, root, mode):
     merger = VideoTokenMerger(x)
     r = merger.merge(tau_s, tau_t, min(root, merger.num_levels - 1), mode)
-    check_bookkeeping(x, r)
+    # the official union-find can put frames t and t+2 in one group without t+1
+    check_bookkeeping(x, r, contiguous=mode != "official")
     assert r.num_tokens <= r.num_spatial_tokens <= x.shape[:3].numel()
 
 
