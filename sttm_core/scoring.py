@@ -13,8 +13,9 @@ from itertools import groupby
 
 import torch
 
-from .chat import VideoChat
+from .chat import Reply, VideoChat
 from .config import STTMConfig
+from .merge import MergeResult
 from .qa import QAItem, format_question, parse_choice
 
 
@@ -25,6 +26,8 @@ class Answer:
     choice: str | None       # parsed letter, None when unclear
     ttft_s: float
     first_logits: torch.Tensor  # [V] fp32, for fidelity
+    reply: Reply             # tokens, timings, cache reuse
+    merge: MergeResult | None  # the merge the answer was given on (None: all tokens)
 
     @property
     def correct(self) -> bool | None:
@@ -59,22 +62,30 @@ class Score:
         """Mean KL(all tokens || STTM) of the first generated token's distribution."""
         if not self.reference:
             return None
-        kls = [_kl(r.first_logits, a.first_logits) for a, r in zip(self.answers, self.reference)]
+        kls = [first_token_kl(r.first_logits, a.first_logits)
+               for a, r in zip(self.answers, self.reference)]
         return sum(kls) / len(kls)
 
 
 def answer_questions(chat: VideoChat, items: list[QAItem], *, num_frames: int | None = None,
                      max_new_tokens: int = 8, progress=None) -> list[Answer]:
-    """Ask every question with `chat`'s settings, loading each video once (items are grouped
-    by video, order kept within a video)."""
+    """Ask every question with `chat`'s settings, each video prefilled once (items are grouped
+    by video, order kept within a video). A video the chat already holds is not decoded or
+    encoded again, so sweeping settings re-runs only the language model."""
     answers, done = [], 0
     for video, group in groupby(sorted(items, key=lambda i: str(i.video)), key=lambda i: i.video):
-        chat.load_video(video, num_frames)
+        frames = num_frames or chat.num_frames
+        clip = chat.clip
+        if clip is not None and clip.path == str(video) and clip.num_frames == min(
+                frames, clip.total_frames):
+            chat.reset_prefix()
+        else:
+            chat.load_video(video, frames)
         for item in group:
             reply = chat.ask(format_question(item), max_new_tokens=max_new_tokens)
-            answers.append(Answer(item, reply.text, parse_choice(reply.text, len(item.options),
-                                                                 item.options),
-                                  reply.ttft_s, chat.last_first_logits))
+            choice = parse_choice(reply.text, len(item.options), item.options)
+            answers.append(Answer(item, reply.text, choice, reply.ttft_s, chat.last_first_logits,
+                                  reply, chat.merge_result))
             done += 1
             if progress:
                 progress(done, len(items))
@@ -97,6 +108,7 @@ def _accuracy(answers: list[Answer]) -> float | None:
     return sum(graded) / len(graded) if graded else None
 
 
-def _kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> float:
-    p, q = p_logits.log_softmax(-1), q_logits.log_softmax(-1)
+def first_token_kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> float:
+    """KL(p || q) of two first-token distributions given as logits [V] (nats, fp32)."""
+    p, q = p_logits.float().cpu().log_softmax(-1), q_logits.float().cpu().log_softmax(-1)
     return float((p.exp() * (p - q)).sum())

@@ -1,0 +1,235 @@
+"""The threshold sweep (`python -m sttm_core.sweep`): pixel and model sweeps, resuming, the
+per-process part files and a real two-process run under accelerate launch."""
+import csv
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sttm_core import sweep
+from sttm_core.qa import load_qa
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "assets" / "examples"
+QA = EXAMPLES / "qa.jsonl"
+VIDEOS = sorted({item.video.name for item in load_qa(QA)})
+PIXEL = ["--features", "pixel", "--frames", "8", "--quiet"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def read(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def stable(rows) -> list[dict]:
+    """Rows without the timing column, which differs from run to run."""
+    return [{k: v for k, v in r.items() if k != "merge_s"} for r in rows]
+
+
+def keys(rows) -> list[tuple]:
+    return [tuple(r[k] for k in sweep.KEY) for r in rows]
+
+
+def assert_png(path: Path) -> None:
+    assert path.is_file(), f"{path.name} was not written"
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 5_000, f"{path.name} is not a real PNG"
+    assert len(data) <= 300_000, f"{path.name} is {len(data)} bytes"
+
+
+def test_pixel_sweep_rows_monotone_plots(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert sweep.main([str(QA), *PIXEL, "--tau-s", "0.6,0.8,0.95", "--tau-t", "0.5,0.7,none",
+                       "--budgets", "0.3", "--methods", "sttm,uniform", "--out", str(out)]) == 0
+    rows = read(out / "results.csv")
+    settings = {(r["method"], r["tau_s"], r["tau_t"], r["budget"]) for r in rows}
+    assert len(settings) == 9 + 2 and {r["video"] for r in rows} == set(VIDEOS)
+    assert len(rows) == len(settings) * len(VIDEOS) == len(set(keys(rows)))
+    keep = {(r["video"], r["tau_s"], r["tau_t"]): (float(r["keep_ratio"]),
+                                                   float(r["spatial_keep_ratio"]))
+            for r in rows if r["tau_s"]}
+    for video in VIDEOS:
+        for tau_t in ("0.5", "0.7", "none"):  # a lower tauS only coarsens the partition
+            spatial = [keep[video, s, tau_t][1] for s in ("0.6", "0.8", "0.95")]
+            assert spatial == sorted(spatial) and spatial[0] < spatial[-1]
+        for tau_s in ("0.6", "0.8", "0.95"):  # a lower tauT only adds merged pairs
+            total = [keep[video, tau_s, t][0] for t in ("0.5", "0.7", "none")]
+            assert total == sorted(total)
+            assert keep[video, tau_s, "none"][0] == keep[video, tau_s, "none"][1]
+    by_category = {r["category"] for r in rows}
+    assert {"static", "fast_motion", "scene_cuts"} <= by_category
+    summary = read(out / "summary.csv")
+    assert [s["label"] for s in summary][-2:] == ["STTM 30%", "uniform 30%"]
+    assert abs(float(summary[-2]["keep_ratio"]) - 0.3) < 0.02
+    for name in ("keep_by_category.png", "keep_vs_tau.png"):
+        assert_png(out / name)
+    printed = capsys.readouterr().out
+    assert "STTM τS 0.6 τT 0.5" in printed and "no recommendation" in printed
+
+
+def pixel_args(out: Path, *extra) -> list[str]:
+    return [str(QA), *PIXEL, "--tau-s", "0.7,0.9", "--tau-t", "0.6,none", "--budgets", "0.3",
+            "--methods", "sttm,temporal_only", "--out", str(out), "--no-plots", *extra]
+
+
+def test_resume_recomputes_exactly_the_missing_cells(tmp_path):
+    out = tmp_path / "out"
+    first = sweep.run(sweep.parse_args(pixel_args(out)))
+    full = read(out / "results.csv")
+    assert len(first.computed) == len(full) == 6 * len(VIDEOS)
+    # interrupted: the last 5 cells never written, and a row cut off in the middle
+    lost = full[-5:]
+    with (out / "results.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=sweep.PIXEL_COLUMNS)
+        writer.writeheader()
+        writer.writerows(full[:-5])
+        f.write(",".join(lost[0][c] for c in sweep.PIXEL_COLUMNS)[:-3])  # no newline
+    again = sweep.run(sweep.parse_args(pixel_args(out)))
+    assert sorted(again.computed) == sorted(k[:5] for k in keys(lost))
+    assert stable(read(out / "results.csv")) == stable(full)  # same rows and order, no doubles
+    complete = sweep.run(sweep.parse_args(pixel_args(out)))
+    assert complete.computed == [] and stable(read(out / "results.csv")) == stable(full)
+    # a wider sweep in the same folder runs only its new setting
+    wider = sweep.run(sweep.parse_args(pixel_args(out, "--tau-s", "0.7,0.9,0.8")))
+    assert {k[:4] for k in wider.computed} == {("sttm", "0.8", "0.6", ""),
+                                               ("sttm", "0.8", "none", "")}
+    assert len(wider.computed) == 2 * len(VIDEOS)
+
+
+def test_part_files_of_an_interrupted_parallel_run_are_merged(tmp_path):
+    out = tmp_path / "out"
+    sweep.run(sweep.parse_args(pixel_args(out)))
+    full = read(out / "results.csv")
+    for name, part in (("results.csv", full[:20]), ("results.part0.csv", full[20:35]),
+                       ("results.part1.csv", full[30:])):  # rows 30-34 written twice
+        with (out / name).open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=sweep.PIXEL_COLUMNS)
+            writer.writeheader()
+            writer.writerows(part)
+    outcome = sweep.run(sweep.parse_args(pixel_args(out)))
+    assert outcome.computed == []
+    assert read(out / "results.csv") == full
+    assert not list(out.glob("results.part*"))
+
+
+def test_model_sweep_end_to_end(tmp_path, tiny_checkpoints, capsys):
+    qa = tmp_path / "qa.jsonl"
+    questions = [dict(video=str(EXAMPLES / "static.mp4"), question="What colour is the circle?",
+                      options=["pink", "blue", "orange"], answer="C", category="static", id="s1"),
+                 dict(video=str(EXAMPLES / "static.mp4"), question="How many shapes?",
+                      options=["2", "5"], category="static", id="s2"),  # no answer
+                 dict(video=str(EXAMPLES / "scene_cuts.mp4"), question="How many cuts?",
+                      options=["1", "2", "3"], answer="B", category="scene_cuts", id="c1")]
+    qa.write_text("\n".join(json.dumps(q) for q in questions))
+    out = tmp_path / "out"
+    argv = [str(qa), "--model", str(tiny_checkpoints["tiny-qwen2-vl"]), "--device", "cpu",
+            "--tau-s", "0.8", "--tau-t", "0.6", "--budgets", "0.5", "--methods",
+            "sttm,uniform,fastv", "--frames", "6", "--max-new-tokens", "2",
+            "--max-pixels", str(28 * 28 * 24), "--out", str(out), "--quiet"]
+    assert sweep.main(argv) == 0
+    rows = read(out / "results.csv")
+    assert len(rows) == 5 * 3 and len(set(keys(rows))) == 15  # (all + 4 settings) x 3 questions
+    for r in rows:
+        assert r["correct"] in (("",) if r["question_id"] == "s2" else ("0", "1"))
+        assert float(r["ttft_s"]) > 0
+        assert int(r["tokens_after"]) <= int(r["tokens_before"])
+        if r["method"] == "all":
+            assert r["agree"] == r["kl"] == "" and float(r["keep_ratio"]) == 1
+        else:
+            assert r["agree"] in ("0", "1") and float(r["kl"]) >= -1e-6
+    assert max(float(r["kl"]) for r in rows if r["kl"]) > 0  # merging changes the logits
+    assert {r["keep_ratio"] for r in rows if r["method"] == "fastv"} == {"0.5"}
+    assert min(float(r["keep_ratio"]) for r in rows if r["method"] == "sttm") < 1
+    summary = read(out / "summary.csv")
+    assert [s["label"] for s in summary] == ["all tokens", "STTM τS 0.8 τT 0.6", "STTM 50%",
+                                             "uniform 50%", "fastv 50%"]
+    assert all(s["accuracy"] and s["ttft_cold_s"] for s in summary)
+    assert all(s["agreement"] and s["kl"] for s in summary[1:])
+    for name in ("pareto.png", "by_category.png", "ttft.png"):
+        assert_png(out / name)
+    printed = capsys.readouterr().out
+    assert "recommended: STTM" in printed or "no STTM setting meets" in printed
+
+    # resume after losing one video's STTM rows: all tokens re-runs in memory for agree / kl
+    lost = [r for r in rows if r["method"] == "sttm" and r["video"].endswith("scene_cuts.mp4")]
+    kept = [r for r in rows if r not in lost]
+    with (out / "results.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=sweep.MODEL_COLUMNS)
+        writer.writeheader()
+        writer.writerows(kept)
+    again = sweep.run(sweep.parse_args(argv + ["--no-plots"]))
+    assert sorted(k[0] for k in again.computed) == ["sttm", "sttm"]
+    redone = dict(zip(keys(read(out / "results.csv")), read(out / "results.csv")))
+    assert len(redone) == len(rows) and len(lost) == 2
+    for r in lost:
+        new = redone[tuple(r[k] for k in sweep.KEY)]
+        assert (new["choice"], new["agree"]) == (r["choice"], r["agree"])
+        assert float(new["kl"]) == pytest.approx(float(r["kl"]), rel=1e-4, abs=1e-7)
+
+
+def test_bad_arguments_fail_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        sweep.parse_args([str(QA), "--features", "pixel", "--tau-s", "0.8", "--methods", "uniform"])
+    assert "give --budgets" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sweep.parse_args([str(QA), "--features", "pixel", "--budgets", "1.5"])
+    with pytest.raises(SystemExit):
+        sweep.parse_args([str(QA)])  # neither --model nor --features
+
+
+def test_recommendation_picks_fewest_tokens_within_the_allowed_drop():
+    summary = [dict(method="all", label="all tokens", keep_ratio=1.0, accuracy=80.0,
+                    agreement=None),
+               dict(method="sttm", label="a", keep_ratio=0.5, accuracy=79.5, agreement=90.0),
+               dict(method="sttm", label="b", keep_ratio=0.3, accuracy=79.0, agreement=80.0),
+               dict(method="sttm", label="c", keep_ratio=0.1, accuracy=70.0, agreement=60.0),
+               dict(method="uniform", label="u", keep_ratio=0.05, accuracy=80.0, agreement=99.0)]
+    assert sweep.recommend(summary, 1.0)[0]["label"] == "b"
+    assert sweep.recommend(summary, 0.6)[0]["label"] == "a"
+    best, why = sweep.recommend(summary, 0.1)
+    assert best is None and "no STTM setting meets" in why
+    no_answers = [dict(r, accuracy=None) for r in summary]
+    assert sweep.recommend(no_answers, 15.0)[0]["label"] == "a"  # agreement >= 85%
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_under_accelerate_launch(tmp_path):
+    """`accelerate launch --multi_gpu` is torchrun: two real processes. (`--cpu` would start
+    only one: accelerate runs several CPU processes only through mpirun.) On a machine without
+    CUDA the sweep puts them in a gloo process group on CPU."""
+    single, parallel = tmp_path / "single", tmp_path / "parallel"
+    sweep.run(sweep.parse_args(pixel_args(single)))
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"),  # no user accelerate config applies
+               CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+               "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+               "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+               "-m", "sttm_core.sweep", *[a for a in pixel_args(parallel)
+                                          if a not in ("--quiet", "--no-plots")]]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    merged, reference = read(parallel / "results.csv"), read(single / "results.csv")
+    # each process ran its own half of the videos: disjoint shards that add up to the sweep
+    shards = re.findall(r"process (\d)/2: (\d+) videos, (\d+) of", done.stderr)
+    assert sorted(rank for rank, _, _ in shards) == ["0", "1"], done.stderr[-3000:]
+    assert sum(int(v) for _, v, _ in shards) == len(VIDEOS)
+    assert sum(int(c) for _, _, c in shards) == len(reference)
+    assert len(merged) == len(set(keys(merged))) == len(reference)
+    assert set(keys(merged)) == set(keys(reference))
+    assert {k: r["keep_ratio"] for k, r in zip(keys(merged), merged)} == \
+           {k: r["keep_ratio"] for k, r in zip(keys(reference), reference)}
+    assert not list(parallel.glob("results.part*"))
+    assert read(parallel / "summary.csv") and (parallel / "keep_by_category.png").is_file()
+    assert done.stdout.count("STTM τS 0.7 τT 0.6") == 1  # only the main process reports
