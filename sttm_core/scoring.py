@@ -33,6 +33,12 @@ class Answer:
     def correct(self) -> bool | None:
         return None if self.item.answer is None else self.choice == self.item.answer
 
+    def agrees_with(self, other: "Answer") -> bool:
+        """Same option chosen; when neither reply names one, the same text."""
+        if self.choice is None and other.choice is None:
+            return self.text.strip() == other.text.strip()
+        return self.choice == other.choice
+
 
 @dataclass
 class Score:
@@ -54,7 +60,7 @@ class Score:
         """Share of questions where STTM picks the all-token model's option."""
         if not self.reference:
             return None
-        same = [a.choice == r.choice for a, r in zip(self.answers, self.reference)]
+        same = [a.agrees_with(r) for a, r in zip(self.answers, self.reference)]
         return sum(same) / len(same)
 
     @property

@@ -233,3 +233,21 @@ def test_two_processes_under_accelerate_launch(tmp_path):
     assert not list(parallel.glob("results.part*"))
     assert read(parallel / "summary.csv") and (parallel / "keep_by_category.png").is_file()
     assert done.stdout.count("STTM τS 0.7 τT 0.6") == 1  # only the main process reports
+
+
+def test_unparseable_replies_agree_only_when_their_texts_match():
+    import torch
+
+    from sttm_core.qa import QAItem
+    from sttm_core.scoring import Answer
+
+    item = QAItem(Path("v.mp4"), "q", ["a", "b"])
+
+    def answer(text, choice):
+        return Answer(item, text, choice, 0.1, torch.zeros(3), None, None)
+
+    assert answer("B", "B").agrees_with(answer("(b)", "B"))
+    assert not answer("A", "A").agrees_with(answer("B", "B"))
+    assert not answer("no idea", None).agrees_with(answer("maybe", None))
+    assert answer(" zzz", None).agrees_with(answer("zzz ", None))
+    assert not answer("A", "A").agrees_with(answer("zzz", None))

@@ -107,7 +107,7 @@ def _model_row(cell: Cell, answer, reference: dict) -> dict:
         from ..scoring import first_token_kl
 
         ref = reference[item.id]
-        row.update(agree=int(answer.choice == ref.choice),
+        row.update(agree=int(answer.agrees_with(ref)),
                    kl=first_token_kl(ref.first_logits, answer.first_logits))
     return row
 
