@@ -132,6 +132,14 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
         state.merge(settings_of(state, values))
         return (state, *views(state, frame_index, colour_by))
 
+    @on_gpu
+    @shows_errors
+    def change_layer(state, frame_index, colour_by, *values, progress=gr.Progress()):
+        """A new merge layer: the model runs again up to it (the encoded video is kept)."""
+        if state is not None and state.chat is not None:
+            progress(0.2, desc=f"Running the model up to layer {int(values[6])}")
+        return remerge(state, frame_index, colour_by, *values)
+
     @shows_errors
     def show_frame(state, frame_index, colour_by, highlight=None):
         if state is None or state.result is None:
@@ -305,9 +313,10 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
                        concurrency_limit=1, api_name="load")
         remerge_inputs = [state, frame_index, colour_by, *controls]
         for control in (*controls, colour_by):  # drags queue up: only the latest value runs
-            control.change(remerge, remerge_inputs, [state, *view_outputs], concurrency_limit=1,
+            handler = change_layer if control is layer else remerge
+            control.change(handler, remerge_inputs, [state, *view_outputs], concurrency_limit=1,
                            trigger_mode="always_last",
-                           api_name="remerge" if control is tau_s else None)
+                           api_name={tau_s: "remerge", layer: "change_layer"}.get(control))
         for button, name in zip(preset_buttons, PRESETS):
             button.click(lambda n=name: preset(n), None, [mode, tau_s, tau_t, temporal])
         frame_index.change(show_frame, [state, frame_index, colour_by], token_map,

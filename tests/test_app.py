@@ -118,6 +118,15 @@ def test_load_and_sliders_match_merge_video_tokens(app):
     assert root_levels is not None
 
 
+def test_a_new_merge_layer_recomputes_the_features(app):
+    loaded, client = app
+    _, shown = load(client)
+    moved = client.predict(0, "granularity", *controls(root=shown[5], layer=1),
+                           api_name="/change_layer")[0]
+    assert "layer-1 hidden states" in moved
+    assert tokens_in(moved) == expected_tokens(loaded, 0.8, 0.6, 1, layer=1)
+
+
 def test_two_questions_the_second_reuses_the_cache(app):
     _, client = app
     _, shown = load(client)  # loading prefilled the video prefix (the token map needs layer k)
