@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
-import numpy as np
 import torch
 from transformers import DynamicCache
 

@@ -13,7 +13,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def pixel_patch_features(frames: np.ndarray, grid: tuple[int, int] = (14, 14),
+GRID = (14, 14)  # LLaVA-OneVision's tokens per frame: what the app and the sweeps use
+
+
+def pixel_patch_features(frames: np.ndarray, grid: tuple[int, int] = GRID,
                          patch_pixels: int = 4) -> Tensor:
     """frames [T, H_img, W_img, 3] uint8 -> features [T, H, W, 3 * p * p] fp32 for a patch grid
     (H, W) = grid, each patch resized to p x p pixels (p = patch_pixels)."""

@@ -21,8 +21,6 @@ from sttm_core.video import VideoClip, VideoError, load_video
 
 log = logging.getLogger(__name__)
 
-PIXEL_GRID = (14, 14)  # patch grid of the model-free fallback (LLaVA-OneVision's)
-
 
 class UserError(Exception):
     """Something the user can fix; the message is shown as is."""
@@ -146,7 +144,7 @@ class Session:
 
     def _features(self, config: STTMConfig):
         if not self.chat:
-            return pixel_patch_features(self.clip.frames, PIXEL_GRID)
+            return pixel_patch_features(self.clip.frames)
         self.engine.touch(self)
         self.chat.set_config(config)
         return self.chat.video_features().float()

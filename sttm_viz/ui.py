@@ -8,6 +8,7 @@ chat with TTFT and QA scoring).
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import tempfile
 from pathlib import Path
@@ -67,7 +68,6 @@ def shows_errors(fn):
 
 
 def _is_generator(fn) -> bool:
-    import inspect
     return inspect.isgeneratorfunction(fn)
 
 

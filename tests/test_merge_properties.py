@@ -1,5 +1,4 @@
 """Invariants of any merge: tiling, bookkeeping, monotonicity, identity when disabled."""
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st

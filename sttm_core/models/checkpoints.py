@@ -8,7 +8,6 @@ through the very same `from_pretrained` path, with no download.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -22,7 +22,6 @@ from .results import (KEY, MODEL_COLUMNS, PIXEL_COLUMNS, append_rows, done_cells
 
 log = logging.getLogger(__name__)
 
-PIXEL_GRID = (14, 14)  # patch grid of the model-free features (LLaVA-OneVision's), as in the app
 # A process that finishes its shard early waits this long at the final barrier for the others
 # (torch's default, 30 min, is shorter than one shard of a big model's sweep).
 BARRIER_TIMEOUT = datetime.timedelta(hours=24)
@@ -37,7 +36,7 @@ def run_pixel_video(video: Video, cells: list[Cell], args) -> list[list[dict]]:
     from ..video import load_video
 
     clip = load_video(video.path, args.frames)
-    merger = VideoTokenMerger(pixel_patch_features(clip.frames, PIXEL_GRID))  # pyramid built once
+    merger = VideoTokenMerger(pixel_patch_features(clip.frames))  # pyramid built once
     out = []
     for cell in cells:
         start = time.perf_counter()
