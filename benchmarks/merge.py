@@ -57,10 +57,11 @@ def official_merge(path):
     return run
 
 
-def measure_one(shape, noise, dtype, device, impl, repeats, official_path=None):
+def measure_one(shape, noise, dtype, device, impl, repeats, mode="official",
+                official_path=None):
     x = synthetic_features(*shape, NOISE[noise], dtype=DTYPES[dtype]).to(device)
     run = official_merge(official_path) if impl == "official" else (
-        lambda f: merge_video_tokens(f, 0.8, 0.6, 1))
+        lambda f: merge_video_tokens(f, 0.8, 0.6, 1, temporal_mode=mode))
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -99,6 +100,9 @@ def main():
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--official", metavar="PATH", help="checkout of github HYUNJS/STTM to compare")
+    parser.add_argument("--temporal-mode", default="official",
+                        choices=["official", "components", "best_match"],
+                        help="temporal grouping of merge_video_tokens (ours)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -110,7 +114,7 @@ def main():
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
     impls = ["ours", "official"] if args.official else ["ours"]
     rows = [run_case(dict(shape=list(shape), noise=noise, dtype=dtype, device=device, impl=impl,
-                          repeats=args.repeats), args.official)
+                          repeats=args.repeats, mode=args.temporal_mode), args.official)
             for device in devices for shape in SHAPES for noise in NOISE for dtype in DTYPES
             for impl in impls]
     if args.json:
