@@ -66,7 +66,8 @@ def load_video(path, num_frames: int = 16, *, max_side: int | None = None) -> Vi
     frames, times, decoded = _decode(path, indices, max_side)
     if decoded == 0:
         raise VideoError(f"{path.name} has a video stream but none of its frames can be decoded.")
-    if decoded < total:  # the header promised more than decodes (e.g. a cut-off recording)
+    if len(frames) < len(indices):  # the stream ended before the last wanted frame: the
+        # header promised more than decodes (e.g. a cut-off recording)
         log.warning("%s: header says %d frames, only %d decode; sampling those",
                     path.name, total, decoded)
         total, duration = decoded, decoded / fps
@@ -164,7 +165,7 @@ def _decode(path: Path, indices: np.ndarray, max_side: int | None):
     """One sequential decode keeping frames at sorted `indices`.
 
     Returns ([T] frames [H, W, 3] uint8, [T] seconds or None, frames decoded). Stops after the
-    last index, so `frames decoded` < total only when the stream ends early."""
+    last index; fewer frames than indices means the stream ended early."""
     frames, times, todo, seen = [], [], iter(indices.tolist()), 0
     want = next(todo, None)
     with _opened(path) as container:

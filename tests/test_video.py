@@ -232,3 +232,12 @@ def test_write_video_rejects_what_it_cannot_encode(tmp_path):
     with pytest.raises(VideoError, match="use one of"):
         write_video(tmp_path / "clip.gif", indexed_frames(2))
     assert not (tmp_path / "odd.mp4").exists()
+
+
+def test_one_frame_is_not_mistaken_for_a_cut_off_video(tmp_path, caplog):
+    path = tmp_path / "whole.mp4"
+    write_video(path, np.zeros((20, 32, 32, 3), np.uint8), fps=10)
+    with caplog.at_level("WARNING"):
+        clip = load_video(path, 1)
+    assert clip.num_frames == 1 and clip.total_frames == 20
+    assert "only" not in caplog.text
