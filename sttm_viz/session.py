@@ -95,6 +95,7 @@ class Session:
     qa: list = field(default_factory=list)
     messages: list = field(default_factory=list)  # chat history shown in the UI
     reference: object | None = None     # VideoChat with all tokens, for "compare"
+    note: str = ""                      # what the readout should add about the current view
 
     # --- video -----------------------------------------------------------------------------------
     def load(self, path, num_frames: int, settings: Settings) -> MergeResult:
@@ -132,13 +133,15 @@ class Session:
         if self.merger is None or (self.chat and self.features_layer != config.merge_layer):
             self.merger = VideoTokenMerger(self._features(config))
             self.features_layer = config.merge_layer if self.chat else None
+        self.note = ""
         if config.query_aware:  # FastV: its tokens exist only once a question was asked
             asked = self.chat and self.chat.config.query_aware and self.chat.merge_result
-            if not asked:
-                raise UserError("FastV picks tokens by the question's attention: ask a question "
-                                "in the Chat tab, then its token map shows here.")
-            self.result = self.chat.merge_result
-            return self.result
+            if asked:
+                self.result = self.chat.merge_result
+                return self.result
+            self.note = ("FastV picks tokens by the question's attention: ask a question in the "
+                         "Chat tab to see its token map; shown meanwhile: all tokens.")
+            config = STTMConfig.disabled(config.merge_layer)
         self.result = config.merge(self.merger)  # the chat's KV cache follows at the next question
         return self.result
 

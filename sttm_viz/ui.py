@@ -106,7 +106,8 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
                 f"({s['keep_ratio']:.1%} kept)**  \n"
                 f"τS {session.result.spatial_threshold:.3f} · τT "
                 f"{_fmt(session.result.temporal_threshold)} · root level "
-                f"{session.result.root_level} · features: {source}")
+                f"{session.result.root_level} · features: {source}"
+                + (f"  \n**{session.note}**" if session.note else ""))
 
     # --- handlers ----------------------------------------------------------------------------------
     @on_gpu

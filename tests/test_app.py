@@ -75,10 +75,15 @@ def test_baselines_and_fastv_in_the_app(app):
                              api_name="/remerge")
     assert "tokens after temporal merging" in uniform[0]
     fastv = controls(root=root, method="FastV (query-aware)")
-    with pytest.raises(AppError, match="FastV picks tokens by the question"):
-        client.predict(0, "granularity", *fastv, api_name="/remerge")
+    before = client.predict(0, "granularity", *fastv, api_name="/remerge")[0]
+    assert "FastV picks tokens by the question" in before  # meanwhile: all tokens
+    assert tokens_in(before) == int(re.search(r"= (\d+) tokens\*\*", before).group(1))
     reply = client.predict("What is shown?", [], False, *fastv, api_name="/chat")[0]
     assert "video prefix built for this reply" in text_of(reply[-1])  # no reuse for FastV
+    fresh = Client(client.src, verbose=False)  # a first load with FastV selected works too
+    first = fresh.predict(handle_file(str(EXAMPLE)), FRAMES, "granularity",
+                          *controls(method="FastV (query-aware)"), api_name="/load")[0]
+    assert "FastV picks tokens by the question" in first
     after = client.predict(0, "granularity", *fastv, api_name="/remerge")[0]
     total = int(re.search(r"= (\d+) tokens\*\*", after).group(1))
     assert tokens_in(after) == round(0.3 * total)  # the token map now shows FastV's choice
