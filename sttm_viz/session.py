@@ -149,6 +149,8 @@ class Session:
         if not self.chat:
             return pixel_patch_features(self.clip.frames)
         self.engine.touch(self)
+        if config.query_aware:  # its merge needs a question: prefill the video unmerged
+            config = STTMConfig.disabled(config.merge_layer)
         self.chat.set_config(config)
         return self.chat.video_features().float()
 
