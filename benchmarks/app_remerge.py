@@ -4,7 +4,8 @@
     python benchmarks/app_remerge.py --frames 64 --json
 
 A slider move in the app runs `Session.merge` (a re-merge of the cached layer-k features, no
-model call) and redraws the token map, the frame grid, the chains plot and the per-frame plot.
+model call) and `sttm_viz.ui.views` (the readout, the token map, the frame grid, the chains
+plot and the per-frame plot).
 This times exactly that, on a bundled example video, for the model-free pixel features and for
 synthetic features as wide as llava-onevision-qwen2-0.5b's hidden states (C=896).
 """
@@ -22,9 +23,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from merge import synthetic_features  # noqa: E402
 from sttm_core import VideoTokenMerger  # noqa: E402
-from sttm_viz.draw import draw_token_map, frame_grid  # noqa: E402
-from sttm_viz.figures import chains_figure, tokens_per_frame_figure  # noqa: E402
 from sttm_viz.session import Engine, Session, Settings  # noqa: E402
+from sttm_viz.ui import views  # noqa: E402
 
 MOVES = [Settings(spatial_threshold=s, temporal_threshold=t) for s, t in
          [(0.8, 0.6), (0.7, 0.5), (0.9, 0.7), (0.6, 0.4)]] + [
@@ -35,13 +35,9 @@ def time_moves(session: Session) -> dict:
     merge_s, draw_s = [], []
     for settings in MOVES:
         start = time.perf_counter()
-        result = session.merge(settings).cpu()
+        session.merge(settings)
         merged = time.perf_counter()
-        frames = session.frames
-        draw_token_map(frames[0], result, 0)
-        frame_grid(frames, result)
-        chains_figure(result)
-        tokens_per_frame_figure(result)
+        views(session, 0, "granularity")  # exactly what the app redraws
         merge_s.append(merged - start)
         draw_s.append(time.perf_counter() - merged)
     total = [m + d for m, d in zip(merge_s, draw_s)]

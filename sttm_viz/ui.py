@@ -85,30 +85,6 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
         return Settings(float(tau_s), float(tau_t), bool(temporal), root_level, int(layer),
                         mode == "Token budget", float(budget), METHODS[method])
 
-    # --- views -------------------------------------------------------------------------------------
-    def views(session: Session, frame_index: int, colour_by: str):
-        """Every view of the current merge (except the chains animation, made on demand)."""
-        result, frames = session.result.cpu(), _shown(session.frames)
-        t = min(int(frame_index), len(frames) - 1)
-        by = "token" if colour_by == "token" else "granularity"
-        return (readout(session), draw_token_map(frames[t], result, t, by=by),
-                frame_grid(session.frames, result, by=by), chains_figure(result),
-                tokens_per_frame_figure(result))
-
-    def readout(session: Session) -> str:
-        s = keep_summary(session.result)
-        source = (f"layer-{session.features_layer} hidden states of the model" if session.chat
-                  else "per-patch pixels (no model: " + engine.why_no_model + ")")
-        T, H, W = session.result.grid
-        return (f"**{T} frames × {H}×{W} patches = {s['tokens_before']} tokens** → "
-                f"{s['after_spatial']} after spatial merging ({s['spatial_keep_ratio']:.1%}) → "
-                f"**{s['after_temporal']} tokens after temporal merging "
-                f"({s['keep_ratio']:.1%} kept)**  \n"
-                f"τS {session.result.spatial_threshold:.3f} · τT "
-                f"{_fmt(session.result.temporal_threshold)} · root level "
-                f"{session.result.root_level} · features: {source}"
-                + (f"  \n**{session.note}**" if session.note else ""))
-
     # --- handlers ----------------------------------------------------------------------------------
     @on_gpu
     @shows_errors
@@ -333,6 +309,32 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
         score_btn.click(score_qa, [state, *controls], scores, concurrency_limit=1,
                         api_name="score")
     return demo
+
+
+def views(session: Session, frame_index: int, colour_by: str):
+    """Every view of the session's current merge: (readout, token map of one frame, grid of all
+    frames, chains plot, tokens-per-frame plot). The chains animation is made on demand."""
+    result, frames = session.result.cpu(), _shown(session.frames)
+    t = min(int(frame_index), len(frames) - 1)
+    by = "token" if colour_by == "token" else "granularity"
+    return (readout(session), draw_token_map(frames[t], result, t, by=by),
+            frame_grid(session.frames, result, by=by), chains_figure(result),
+            tokens_per_frame_figure(result))
+
+
+def readout(session: Session) -> str:
+    s = keep_summary(session.result)
+    source = (f"layer-{session.features_layer} hidden states of the model" if session.chat
+              else "per-patch pixels (no model: " + session.engine.why_no_model + ")")
+    T, H, W = session.result.grid
+    return (f"**{T} frames × {H}×{W} patches = {s['tokens_before']} tokens** → "
+            f"{s['after_spatial']} after spatial merging ({s['spatial_keep_ratio']:.1%}) → "
+            f"**{s['after_temporal']} tokens after temporal merging "
+            f"({s['keep_ratio']:.1%} kept)**  \n"
+            f"τS {session.result.spatial_threshold:.3f} · τT "
+            f"{_fmt(session.result.temporal_threshold)} · root level "
+            f"{session.result.root_level} · features: {source}"
+            + (f"  \n**{session.note}**" if session.note else ""))
 
 
 def _shown(frames: np.ndarray, min_side: int = 480) -> np.ndarray:
