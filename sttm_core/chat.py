@@ -88,6 +88,13 @@ class VideoChat:
         if not hasattr(model.model, "sttm"):
             patch(model.model, self.config)
 
+    def sibling(self, config: STTMConfig) -> "VideoChat":
+        """A new chat with the same model and frame settings but other STTM settings (e.g. all
+        tokens, for comparison); it shares no video or cache with this one."""
+        return VideoChat(self.loaded, config, num_frames=self.num_frames,
+                         max_pixels=self.settings.get("max_pixels"),
+                         max_new_tokens=self.max_new_tokens, temperature=self.temperature)
+
     @classmethod
     def from_pretrained(cls, name_or_path: str, config: STTMConfig | None = None, *,
                         device: str | None = None, dtype=None, **kwargs) -> "VideoChat":

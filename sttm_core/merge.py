@@ -112,8 +112,8 @@ class VideoTokenMerger:
               root_level: int = 1, temporal_mode: str = "official") -> MergeResult:
         check_threshold("temporal_threshold", temporal_threshold, allow_none=True)
         check_temporal_mode(temporal_mode)
+        root_level = check_root_level(root_level, self.pyramid.sizes)  # negative -> from the top
         spatial = self.spatial(spatial_threshold, root_level)
-        root_level = check_root_level(root_level, self.pyramid.sizes)
         if temporal_threshold is None:
             label = torch.arange(len(spatial.boxes), device=spatial.boxes.device)
         else:

@@ -103,8 +103,7 @@ def score(chat: VideoChat, items: list[QAItem], *, compare: bool = True, **kwarg
     answers = answer_questions(chat, items, **kwargs)
     reference = []
     if compare:
-        everything = VideoChat(chat.loaded, STTMConfig.disabled(chat.config.merge_layer),
-                               num_frames=chat.num_frames, max_pixels=chat.settings.get("max_pixels"))
+        everything = chat.sibling(STTMConfig.disabled(chat.config.merge_layer))
         reference = answer_questions(everything, items, **kwargs)
     return Score(answers, reference)
 

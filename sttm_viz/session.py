@@ -172,13 +172,9 @@ class Session:
     # --- chat ------------------------------------------------------------------------------------
     def ask(self, question: str, settings: Settings, compare: bool = False):
         """Yields (reply with STTM, reply with all tokens or None) as the answer streams."""
-        if not self.engine.has_model:
-            raise UserError("Chat needs a model. " + self.engine.why_no_model)
-        if self.chat is None:
-            raise UserError("Load a video first.")
+        self._start_model_work("Chat")
         if not question or not question.strip():
             raise UserError("Type a question first.")
-        self.engine.touch(self)
         self.chat.set_config(settings.config(self.engine.num_layers))
         reply = None
         for reply in self.chat.stream(question):
@@ -188,14 +184,17 @@ class Session:
             for other in reference.stream(question):
                 yield reply, other
 
-    def _all_tokens_chat(self):
-        from sttm_core.chat import VideoChat
+    def _start_model_work(self, what: str) -> None:
+        """Check that `what` can run (a model, a video) and mark this session as recent."""
+        if not self.engine.has_model:
+            raise UserError(f"{what} needs a model. " + self.engine.why_no_model)
+        if self.chat is None:
+            raise UserError("Load a video first.")
+        self.engine.touch(self)
 
+    def _all_tokens_chat(self):
         if self.reference is None or self.reference.clip is not self.clip:
-            self.reference = VideoChat(self.engine.loaded,
-                                       STTMConfig.disabled(self.chat.config.merge_layer),
-                                       num_frames=self.chat.num_frames,
-                                       max_pixels=self.engine.max_pixels)
+            self.reference = self.chat.sibling(STTMConfig.disabled(self.chat.config.merge_layer))
             self.reference.set_clip(self.clip)
         return self.reference
 
@@ -208,11 +207,7 @@ class Session:
     def measure_ttft(self, settings: Settings, question: str = "Describe the video.") -> dict:
         """TTFT of a first question (a fresh video prefix) with all tokens vs with STTM. The
         encoded video is reused, so both times are the language model's alone."""
-        if not self.engine.has_model:
-            raise UserError("TTFT needs a model. " + self.engine.why_no_model)
-        if self.chat is None:
-            raise UserError("Load a video first.")
-        self.engine.touch(self)
+        self._start_model_work("TTFT")
         config = settings.config(self.engine.num_layers)
         out = {}
         for name, setting in [("all", STTMConfig.disabled(config.merge_layer)), ("sttm", config)]:
@@ -225,16 +220,12 @@ class Session:
 
     def score(self, settings: Settings, progress=None):
         """Accuracy of STTM vs all tokens on this video's QA set."""
-        if not self.engine.has_model:
-            raise UserError("Scoring needs a model. " + self.engine.why_no_model)
+        self._start_model_work("Scoring")
         if not self.qa:
             raise UserError("This video has no QA set: upload a JSON/JSONL/CSV of questions.")
-        from sttm_core.chat import VideoChat
         from sttm_core.scoring import score
 
-        self.engine.touch(self)
-        scorer = VideoChat(self.engine.loaded, settings.config(self.engine.num_layers),
-                           num_frames=self.clip.num_frames, max_pixels=self.engine.max_pixels)
+        scorer = self.chat.sibling(settings.config(self.engine.num_layers))  # keeps self.chat's video
         return score(scorer, self.qa, num_frames=self.clip.num_frames, progress=progress)
 
     def set_qa(self, path) -> int:

@@ -143,16 +143,14 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
 
     @shows_errors
     def animate(state):
-        if state is None or state.result is None:
-            raise UserError("Load a video first.")
+        state = _loaded(state)
         path = Path(tempfile.mkdtemp(prefix="sttm_")) / "chains.gif"
         return str(chain_animation(state.frames, state.result.cpu(), path))
 
     @on_gpu
     @shows_errors
     def chat(state, question, history, compare, *values):
-        if state is None:
-            raise UserError("Load a video first.")
+        state = _loaded(state)
         settings = settings_of(state, values)
         history = list(history or []) + [{"role": "user", "content": question}]
         for reply, reference in state.ask(question, settings, compare):
@@ -170,8 +168,7 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
     @on_gpu
     @shows_errors
     def measure(state, *values, progress=gr.Progress()):
-        if state is None:
-            raise UserError("Load a video first.")
+        state = _loaded(state)
         progress(0.1, desc="Prefilling with all tokens, then with STTM")
         t = state.measure_ttft(settings_of(state, values))
         rows = "\n".join(
@@ -185,8 +182,7 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
     @on_gpu
     @shows_errors
     def score_qa(state, *values, progress=gr.Progress()):
-        if state is None:
-            raise UserError("Load a video first.")
+        state = _loaded(state)
         result = state.score(settings_of(state, values),
                              progress=lambda done, total: progress(done / total))
         return (f"**STTM: {_pct(result.accuracy)}** vs **all tokens: "
@@ -196,8 +192,7 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
 
     @shows_errors
     def upload_qa(state, path):
-        if state is None or state.clip is None:
-            raise UserError("Load a video first.")
+        state = _loaded(state)
         if path:
             state.set_qa(path)
         return qa_status(state)
@@ -335,6 +330,13 @@ def readout(session: Session) -> str:
             f"{_fmt(session.result.temporal_threshold)} · root level "
             f"{session.result.root_level} · features: {source}"
             + (f"  \n**{session.note}**" if session.note else ""))
+
+
+def _loaded(state) -> Session:
+    """The session of a handler that needs a loaded video."""
+    if state is None or state.clip is None:
+        raise UserError("Load a video first.")
+    return state
 
 
 def _shown(frames: np.ndarray, min_side: int = 480) -> np.ndarray:

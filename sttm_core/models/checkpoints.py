@@ -160,24 +160,21 @@ TOKEN_ID = {token: 256 + i for i, token in enumerate(SPECIAL_TOKENS)}
 
 # The few config numbers of published checkpoints (text: hidden, ffn, layers, heads, kv heads,
 # vocab, tied embeddings), plus tiny ones for tests.
+SIGLIP_SO400M = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=26,
+                     num_attention_heads=16, image_size=384, patch_size=14)  # LLaVA-OV's tower
+QWEN25_VIT = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16,
+                  fullatt_block_indexes=[7, 15, 23, 31], window_size=112)  # Qwen2.5-VL's tower
 ARCHITECTURES = {
     "llava-onevision-qwen2-0.5b-ov-hf": dict(
-        family="llava_onevision", text=(896, 4864, 24, 14, 2, 151936, True),
-        vision=dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=26,
-                    num_attention_heads=16, image_size=384, patch_size=14)),
+        family="llava_onevision", text=(896, 4864, 24, 14, 2, 151936, True), vision=SIGLIP_SO400M),
     "llava-onevision-qwen2-7b-ov-hf": dict(
         family="llava_onevision", text=(3584, 18944, 28, 28, 4, 152064, False),
-        vision=dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=26,
-                    num_attention_heads=16, image_size=384, patch_size=14)),
+        vision=SIGLIP_SO400M),
     "Qwen2.5-VL-3B-Instruct": dict(
-        family="qwen2_5_vl", text=(2048, 11008, 36, 16, 2, 151936, True),
-        vision=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16,
-                    fullatt_block_indexes=[7, 15, 23, 31], window_size=112),
+        family="qwen2_5_vl", text=(2048, 11008, 36, 16, 2, 151936, True), vision=QWEN25_VIT,
         mrope_section=[16, 24, 24]),
     "Qwen2.5-VL-7B-Instruct": dict(
-        family="qwen2_5_vl", text=(3584, 18944, 28, 28, 4, 152064, False),
-        vision=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16,
-                    fullatt_block_indexes=[7, 15, 23, 31], window_size=112),
+        family="qwen2_5_vl", text=(3584, 18944, 28, 28, 4, 152064, False), vision=QWEN25_VIT,
         mrope_section=[16, 24, 24]),
     "tiny-llava-onevision": dict(
         family="llava_onevision", text=(64, 128, 4, 4, 2, 272, False),
