@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +29,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(ROOT))
-from sttm_core.video import write_video  # noqa: E402
+from sttm_core.video import write_video
 
-OUT = ROOT / "assets" / "examples"
+OUT = Path(__file__).resolve().parent / "examples"
 LETTERS = "ABCD"
 
 # Saturated needle / object colours; haystack backgrounds stay desaturated so these are unique.

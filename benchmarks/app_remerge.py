@@ -14,17 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from merge import synthetic_features  # noqa: E402
-from sttm_core import VideoTokenMerger  # noqa: E402
-from sttm_viz.session import Engine, Session, Settings  # noqa: E402
-from sttm_viz.ui import views  # noqa: E402
+from merge import synthetic_features  # benchmarks/merge.py, beside this script
+from sttm_core import VideoTokenMerger
+from sttm_core.examples import examples_dir
+from sttm_viz.session import Engine, Session, Settings
+from sttm_viz.ui import views
 
 MOVES = [Settings(spatial_threshold=s, temporal_threshold=t) for s, t in
          [(0.8, 0.6), (0.7, 0.5), (0.9, 0.7), (0.6, 0.4)]] + [
@@ -35,7 +31,7 @@ def time_moves(session: Session) -> dict:
     merge_s, draw_s = [], []
     for settings in MOVES:
         start = time.perf_counter()
-        session.merge(settings)
+        session.apply(settings)
         merged = time.perf_counter()
         views(session, 0, "granularity")  # exactly what the app redraws
         merge_s.append(merged - start)
@@ -50,7 +46,7 @@ def time_moves(session: Session) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=32)
-    parser.add_argument("--video", default=str(ROOT / "assets" / "examples" / "static.mp4"))
+    parser.add_argument("--video", default=str(examples_dir() / "static.mp4"))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     session = Session(Engine(None, "benchmark", max_frames=args.frames))

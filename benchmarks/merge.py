@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -23,8 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from sttm_core import merge_video_tokens  # noqa: E402
+from sttm_core import merge_video_tokens
 
 SHAPES = [(128, 14, 14, 3584), (16, 36, 64, 1024)]  # (T, H, W, C)
 NOISE = {"smooth": 1.0, "typical": 1.5, "noisy": 2.5}  # patch noise: sets how much merges
@@ -47,9 +47,9 @@ def synthetic_features(T, H, W, C, noise, seed=0, dtype=torch.float32):
     return video
 
 
-def official_merge(path):
-    """The official quadtree_build_video from a local checkout (never vendored here)."""
-    sys.path.insert(0, str(Path(path).expanduser().resolve()))
+def official_merge():
+    """The official quadtree_build_video from a local checkout (never vendored here): the
+    parent process puts the checkout on this process's PYTHONPATH."""
     from token_merging_utils.quadtree_builder import quadtree_build_video
 
     def run(x):  # its layout is [T, C, H, W]
@@ -60,7 +60,7 @@ def official_merge(path):
 def measure_one(shape, noise, dtype, device, impl, repeats, mode="official",
                 official_path=None):
     x = synthetic_features(*shape, NOISE[noise], dtype=DTYPES[dtype]).to(device)
-    run = official_merge(official_path) if impl == "official" else (
+    run = official_merge() if impl == "official" else (
         lambda f: merge_video_tokens(f, 0.8, 0.6, 1, temporal_mode=mode))
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     if device == "cuda":
@@ -87,9 +87,11 @@ def measure_one(shape, noise, dtype, device, impl, repeats, mode="official",
 def run_case(case: dict, official_path):
     """One case in a fresh interpreter, so its peak memory is its own."""
     cmd = [sys.executable, __file__, "--one", json.dumps(case)]
+    env = dict(os.environ)
     if official_path:
-        cmd += ["--official", str(official_path)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+        checkout = str(Path(official_path).expanduser().resolve())
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [checkout, env.get("PYTHONPATH")]))
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode:
         return dict(case, error=done.stderr.strip().splitlines()[-1])
     return json.loads(done.stdout)

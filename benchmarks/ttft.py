@@ -17,23 +17,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from sttm_core import STTMConfig  # noqa: E402
-from sttm_core.chat import VideoChat  # noqa: E402
-from sttm_core.models.checkpoints import (ARCHITECTURES, default_device_and_dtype,  # noqa: E402
-                                          load_model, random_model)
-from sttm_core.video import VideoClip, load_video  # noqa: E402
+from sttm_core import STTMConfig
+from sttm_core.chat import VideoChat
+from sttm_core.examples import examples_dir
+from sttm_core.models.checkpoints import default_device_and_dtype, load_model, random_model
+from sttm_core.models.registry import ARCHITECTURES
+from sttm_core.video import VideoClip, load_video
 
 BUDGETS = (0.5, 0.3, 0.15)
 QUESTIONS = ("What is happening in this video? Answer in one sentence.",
              "What colour is the largest object?")
-EXAMPLE = Path(__file__).resolve().parents[1] / "assets" / "examples" / "camera_pan.mp4"
+EXAMPLE = examples_dir() / "camera_pan.mp4"
 
 
 def prefill_flops(text_config, lengths: list[int]) -> float:
@@ -91,15 +89,15 @@ def run(args) -> dict:
     clip = video_clip(args.frames)
     options = dict(num_frames=args.frames, max_new_tokens=1, max_pixels=args.max_pixels)
 
-    chat = VideoChat(loaded, STTMConfig.disabled(merge_layer=args.merge_layer), **options)
+    chat = VideoChat(loaded, STTMConfig.all_tokens(merge_layer=args.merge_layer), **options)
     chat.set_clip(clip)
     encoder_s = chat.ask(QUESTIONS[0]).timings["vision_encoder"]  # also warms everything up
-    full_ttft, full_reply = first_question(chat, STTMConfig.disabled(args.merge_layer),
+    full_ttft, full_reply = first_question(chat, STTMConfig.all_tokens(args.merge_layer),
                                            args.repeats)
     full_followup = follow_up(chat, args.repeats)
     runs, fastv = [], []
     for budget in BUDGETS:
-        config = STTMConfig(keep_ratio=budget, merge_layer=args.merge_layer)
+        config = STTMConfig(method="sttm_budget", keep_ratio=budget, merge_layer=args.merge_layer)
         ttft, reply = first_question(chat, config, args.repeats)
         runs.append(dict(
             target=budget, keep_ratio=round(reply.keep_ratio, 4), ttft_s=round(ttft, 4),

@@ -5,10 +5,18 @@
 The merge engine needs torch only; the model parts (patch, unpatch, VideoChat, load_model)
 import transformers when first used.
 """
+from typing import TYPE_CHECKING
+
 from .budget import BudgetChoice, thresholds_for_budget
 from .config import STTMConfig
-from .merge import MergeResult, VideoTokenMerger, merge_video_tokens, pyramid_sizes
+from .merge import OFF, MergeResult, VideoTokenMerger, merge_video_tokens, pyramid_sizes
+from .methods import METHODS, reduce_tokens
 from .temporal import TEMPORAL_MODES
+
+if TYPE_CHECKING:  # what editors and type checkers see of the lazy names below
+    from .chat import Reply, VideoChat
+    from .models import UnsupportedModelError, patch, remerge, unpatch
+    from .models.checkpoints import ModelLoadError, load_model
 
 _LAZY = {"patch": ".models", "unpatch": ".models", "remerge": ".models",
          "UnsupportedModelError": ".models", "load_model": ".models.checkpoints",
@@ -23,5 +31,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'sttm_core' has no attribute {name!r}")
 
 
-__all__ = ["BudgetChoice", "MergeResult", "STTMConfig", "TEMPORAL_MODES", "VideoTokenMerger",
-           "merge_video_tokens", "pyramid_sizes", "thresholds_for_budget", *_LAZY]
+__all__ = ["BudgetChoice", "METHODS", "MergeResult", "OFF", "STTMConfig", "TEMPORAL_MODES",
+           "VideoTokenMerger", "merge_video_tokens", "pyramid_sizes", "reduce_tokens",
+           "thresholds_for_budget", *_LAZY]

@@ -1,24 +1,19 @@
-"""Simpler token reductions to compare STTM with, at the same token budget.
+"""Token reductions that are not STTM, to compare it with at the same budget.
 
-Each returns a MergeResult, so the runtime, the app and the sweeps treat them like STTM:
-  uniform        every frame average-pooled to one coarser grid (the paper's pooling
-                 baseline), sized to the budget
-  spatial_only   STTM without temporal merging
-  temporal_only  STTM without spatial merging (patch-level temporal chains)
-  fastv          FastV: keep the video tokens the last prompt token attends to most at layer
-                 k, drop the rest. Query-aware, so a video prefix cannot be cached across
-                 questions. Dropped patches have token_map == -1.
+Each returns a MergeResult, so the runtime, the app and the sweeps treat them like STTM
+(sttm_core.methods lists every reduction):
+  uniform_pooling    every frame average-pooled to one coarser grid (the paper's pooling
+                     baseline), sized to the budget
+  drop_by_attention  FastV's selection: keep the patches the last prompt token attends to
+                     most, drop the rest (token_map == -1 where dropped)
+Shape legend: T frames, H x W patch grid, C channels, N kept tokens.
 """
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import Tensor
 
-from .merge import MergeResult
-
-METHODS = ("sttm", "uniform", "spatial_only", "temporal_only", "fastv")
+from .merge import OFF, MergeResult
 
 
 def uniform_pooling(features: Tensor, keep_ratio: float) -> MergeResult:
@@ -47,8 +42,8 @@ def uniform_pooling(features: Tensor, keep_ratio: float) -> MergeResult:
     return MergeResult(
         features=(sums / counts[:, None]).to(features.dtype), boxes=boxes, num_patches=counts,
         token_map=token_map, spatial_boxes=boxes,
-        spatial_to_token=torch.arange(T * h * w, device=device), spatial_threshold=math.nan,
-        temporal_threshold=None, root_level=-1, temporal_mode="uniform")
+        spatial_to_token=torch.arange(T * h * w, device=device), spatial_threshold=OFF,
+        temporal_threshold=OFF, root_level=None, temporal_mode=None, method="uniform")
 
 
 def _bin_edges(bins: Tensor, n: int) -> tuple[Tensor, Tensor]:
@@ -74,28 +69,5 @@ def drop_by_attention(features: Tensor, attention: Tensor, keep_ratio: float) ->
         num_patches=torch.ones(keep, dtype=torch.long, device=features.device),
         token_map=token_map.view(T, H, W), spatial_boxes=boxes,
         spatial_to_token=torch.arange(keep, device=features.device),
-        spatial_threshold=math.nan, temporal_threshold=None, root_level=-1,
-        temporal_mode="fastv")
-
-
-def last_token_attention(layer, hidden: Tensor, position_embeddings, valid: Tensor) -> Tensor:
-    """Attention (mean over heads) from each row's last token to every token at this decoder
-    layer, computed from its input like the layer would. hidden [B, L, D] -> [B, L]."""
-    attn = layer.self_attn
-    x = layer.input_layernorm(hidden)
-    B, L, _ = x.shape
-    head_dim = attn.head_dim
-    q = attn.q_proj(x[:, -1:]).view(B, 1, -1, head_dim).transpose(1, 2)  # [B, nh, 1, hd]
-    k = attn.k_proj(x).view(B, L, -1, head_dim).transpose(1, 2)          # [B, nkv, L, hd]
-    cos, sin = (e.unsqueeze(1) for e in position_embeddings)             # [B, 1, L, hd]
-    q = q * cos[:, :, -1:] + _rotate_half(q) * sin[:, :, -1:]
-    k = k * cos + _rotate_half(k) * sin
-    k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
-    scores = (q @ k.transpose(-1, -2))[:, :, 0] * attn.scaling              # [B, nh, L]
-    scores = scores.masked_fill(~valid[:, None], -torch.inf)
-    return scores.float().softmax(-1).mean(1)
-
-
-def _rotate_half(x: Tensor) -> Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+        spatial_threshold=OFF, temporal_threshold=OFF, root_level=None, temporal_mode=None,
+        method="fastv")

@@ -22,19 +22,19 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .merge import MergeResult, VideoTokenMerger, check_root_level, check_temporal_mode
+from .merge import OFF, MergeResult, VideoTokenMerger, check_root_level, check_temporal_mode
 from .temporal import group_labels
 
 BISECT_STEPS = 24  # float bisection on [-1, 1]: resolution ~1e-7, below fp32 cosine noise
-NO_MERGE = 1.0001  # a threshold above any cosine similarity
+ABOVE_ANY_COSINE = 1.0001  # the bisection's upper end: at it nothing merges
 
 
 @dataclass
 class BudgetChoice:
     """Thresholds chosen for a keep ratio, and the merge they give."""
 
-    spatial_threshold: float
-    temporal_threshold: float | None
+    spatial_threshold: float | None   # OFF: the budget needed no spatial merging
+    temporal_threshold: float | None  # OFF: temporal merging off or not needed
     target: float       # the keep ratio asked for
     keep_ratio: float   # the keep ratio reached
     reached: bool       # within tolerance of the target
@@ -57,16 +57,16 @@ def thresholds_for_budget(features: Tensor | VideoTokenMerger, keep_ratio: float
     target, slack = keep_ratio * total, tolerance * total
     use_time = temporal and merger.pyramid.grid[0] > 1
     if keep_ratio >= 1:
-        result = merger.merge(NO_MERGE, None, root_level)
-        return BudgetChoice(NO_MERGE, None, keep_ratio, 1.0, True, "", 1, result)
+        result = merger.merge(OFF, OFF, root_level)
+        return BudgetChoice(OFF, OFF, keep_ratio, 1.0, True, "", 1, result)
 
     spatial_target = target * (keep_ratio ** -(1 - spatial_share) if use_time else 1)
     best = None  # (miss, tau_s, tau_t, spatial tokens, their group labels)
     for merges in range(1, max_merges + 1):
         tau_s = _bisect(lambda tau: merger.pyramid.count(tau, root_level), spatial_target)
-        spatial = merger.pyramid.tokens(tau_s, root_level)
+        spatial = merger.pyramid.tokens(merger.pyramid.search(tau_s, root_level))
         n = len(spatial.boxes)
-        label, tau_t = torch.arange(n, device=spatial.boxes.device), None
+        label, tau_t = torch.arange(n, device=spatial.boxes.device), OFF
         if use_time:
             pairs = merger.temporal_candidates(spatial)
 
@@ -83,6 +83,7 @@ def thresholds_for_budget(features: Tensor | VideoTokenMerger, keep_ratio: float
         spatial_target *= target / count
     miss, tau_s, tau_t, spatial, label = best
     result = merger.finish(spatial, label, tau_s, tau_t, root_level, temporal_mode)
+    tau_s, tau_t = result.spatial_threshold, result.temporal_threshold  # above 1: OFF
     reached = miss <= slack
     reason = "" if reached else _why_not(result, keep_ratio, merger, root_level, use_time,
                                          temporal_mode)
@@ -96,8 +97,9 @@ def _num_groups(label: Tensor) -> int:
 
 
 def _bisect(count_at, target: float) -> float:
-    """Threshold in [-1, NO_MERGE] whose count (non-decreasing in it) is nearest the target."""
-    lo, hi = -1.0, NO_MERGE
+    """Threshold in [-1, ABOVE_ANY_COSINE] whose count (non-decreasing in it) is nearest the
+    target."""
+    lo, hi = -1.0, ABOVE_ANY_COSINE
     if count_at(lo) >= target:
         return lo
     for _ in range(BISECT_STEPS):  # invariant: count(lo) < target <= count(hi)
@@ -111,7 +113,7 @@ def _bisect(count_at, target: float) -> float:
 
 def _why_not(result: MergeResult, keep_ratio: float, merger: VideoTokenMerger, root_level: int,
              use_time: bool, temporal_mode: str) -> str:
-    floor = merger.merge(-1.0, -1.0 if use_time else None, root_level, temporal_mode).keep_ratio
+    floor = merger.merge(-1.0, -1.0 if use_time else OFF, root_level, temporal_mode).keep_ratio
     if keep_ratio < floor:
         return (f"the fewest tokens reachable at root_level={root_level} keep {floor:.1%} "
                 f"(every root node whole{', every nested pair merged' if use_time else ''}); "

@@ -14,22 +14,19 @@ stored layer-k hidden states (layers >= k only); a new merge layer or video re-p
 """
 from __future__ import annotations
 
-import inspect
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
+import numpy as np
 import torch
 from transformers import DynamicCache
 
 from .config import STTMConfig
 from .merge import MergeResult
 from .models.checkpoints import LoadedModel, load_model
-from .models.patching import check_merge_layer, patch, remerge
+from .models.patching import patch, remerge
 from .video import VideoClip, load_video
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,7 +68,7 @@ class VideoChat:
                  max_new_tokens: int = 256, temperature: float = 0.0):
         self.loaded = model
         self.config = config or STTMConfig()
-        check_merge_layer(self.config, model.adapter)
+        model.adapter.check_merge_layer(self.config.merge_layer)
         self.num_frames = num_frames
         self.settings = dict(model.settings)
         if max_pixels is not None:
@@ -123,7 +120,7 @@ class VideoChat:
     def set_config(self, config: STTMConfig) -> None:
         """New STTM settings. Same merge layer: re-merge from the stored layer-k hidden states
         (encoder and layers < k are not re-run); another layer: the prefix is rebuilt."""
-        check_merge_layer(config, self.loaded.adapter)
+        self.loaded.adapter.check_merge_layer(config.merge_layer)
         old, self.config = self.config, config
         if self._prefix is None or config == old:
             return
@@ -145,6 +142,12 @@ class VideoChat:
         span = prefill.spans[0]
         T, H, W = span.grid
         return saved.hidden[span.row, span.start:span.start + T * H * W].reshape(T, H, W, -1)
+
+    def token_frame_starts(self) -> np.ndarray:
+        """[T'] index of the first video frame of each frame of the token grid (models that
+        fold frames together, like Qwen-VL's pairs, have fewer token frames than frames)."""
+        step = self.loaded.adapter.frames_per_token_frame
+        return np.arange(0, self.clip.num_frames, step)
 
     @property
     def merge_result(self) -> MergeResult | None:
@@ -178,9 +181,7 @@ class VideoChat:
         if question is not None:
             prefix_ids = prefix_ids + self._turn_ids(question, False)
         input_ids = torch.tensor([prefix_ids], device=model.device)
-        inputs = {"input_ids": input_ids, **video}
-        if adapter.family == "qwen2_vl":
-            inputs["mm_token_type_ids"] = (input_ids == adapter.video_token_id).int() * 2
+        inputs = {"input_ids": input_ids, **video, **adapter.prefill_inputs(input_ids)}
         cache = DynamicCache(config=model.config)
         start = _now(model)
         with torch.no_grad():
@@ -199,12 +200,8 @@ class VideoChat:
         video, count = adapter.video_inputs(self.clip.frames, self.settings, _fps(self.clip))
         video = {k: v.to(model.device, model.dtype if v.is_floating_point() else v.dtype)
                  for k, v in video.items()}
-        encoder = model.model.get_video_features
-        names = inspect.signature(encoder).parameters
         with torch.no_grad():
-            features = encoder(**{k: v for k, v in video.items() if k in names}, return_dict=True)
-        rest = {k: v for k, v in video.items() if k != "pixel_values_videos"}
-        return {**rest, "mm_encoder_outputs": {"video": features}}, count
+            return adapter.encode_video(video), count
 
     def _store_prefix(self, cache, length: int, timings: dict) -> None:
         state = self.loaded.model.sttm
@@ -221,8 +218,10 @@ class VideoChat:
         self._history, self._pending = [], []
 
     def _model_turn(self):
-        """The shared model's lock, with this chat's STTM state put in place."""
-        return _Turn(self)
+        """The shared model, held for this chat: its config and its prefix's state in place."""
+        prefix = self._prefix
+        return self.loaded.model.sttm.using(self.config, prefix and prefix.prefill,
+                                            prefix and prefix.layer_input)
 
     # --- questions -----------------------------------------------------------------------------
     def ask(self, question: str, *, follow_up: bool = False, max_new_tokens: int | None = None) -> Reply:
@@ -309,25 +308,6 @@ class VideoChat:
             return int(logits.argmax())
         probs = torch.softmax(logits / self.temperature, dim=-1)
         return int(torch.multinomial(probs, 1))
-
-
-class _Turn:
-    """Hold the model's lock and install this chat's STTM config and prefix plan."""
-
-    def __init__(self, chat: VideoChat):
-        self.chat = chat
-
-    def __enter__(self):
-        state = self.chat.loaded.model.sttm
-        state.lock.acquire()
-        state.config = self.chat.config
-        state.keep_layer_input = True
-        prefix = self.chat._prefix
-        state.prefill = prefix.prefill if prefix else None
-        state.layer_input = prefix.layer_input if prefix else None
-
-    def __exit__(self, *exc):
-        self.chat.loaded.model.sttm.lock.release()
 
 
 def _now(model) -> float:

@@ -17,6 +17,8 @@ from .quadtree import QuadtreePyramid, SpatialTokens, pyramid_sizes
 from .temporal import (TEMPORAL_MODES, candidate_pairs, group_labels, merge_groups,
                        pair_similarity)
 
+OFF = None  # a threshold that turns its half of the merge off (for tauS any value > 1 does too)
+
 
 @dataclass
 class MergeResult:
@@ -28,10 +30,11 @@ class MergeResult:
     token_map: Tensor         # [T, H, W] output token of each input patch
     spatial_boxes: Tensor     # [S, 5] per-frame multi-granular tokens before temporal merging
     spatial_to_token: Tensor  # [S] output token each of them went into
-    spatial_threshold: float
-    temporal_threshold: float | None
-    root_level: int
-    temporal_mode: str
+    spatial_threshold: float | None   # tauS used; OFF: no spatial merging
+    temporal_threshold: float | None  # tauT used; OFF: no temporal merging
+    root_level: int | None    # pyramid level the search started from (None: no quadtree)
+    temporal_mode: str | None
+    method: str = "sttm"      # the reduction that made it (sttm_core.methods)
 
     @property
     def grid(self) -> tuple[int, int, int]:
@@ -98,23 +101,21 @@ class VideoTokenMerger:
         """Grid of each root_level choice, coarse -> fine (e.g. [(2, 2), (4, 4), (7, 7), (14, 14)])."""
         return list(self.pyramid.sizes)
 
-    def spatial(self, spatial_threshold: float, root_level: int) -> SpatialTokens:
-        check_threshold("spatial_threshold", spatial_threshold)
-        root_level = check_root_level(root_level, self.pyramid.sizes)
-        return self.pyramid.tokens(spatial_threshold, root_level)
-
     def temporal_candidates(self, spatial: SpatialTokens) -> tuple[Tensor, Tensor, Tensor]:
         """(earlier [P], later [P], similarity [P]) of the nested pairs of consecutive frames."""
         earlier, later = candidate_pairs(spatial.token_map, spatial.boxes)
         return earlier, later, pair_similarity(spatial.features, earlier, later, self.head_dim)
 
-    def merge(self, spatial_threshold: float = 0.8, temporal_threshold: float | None = 0.6,
-              root_level: int = 1, temporal_mode: str = "official") -> MergeResult:
-        check_threshold("temporal_threshold", temporal_threshold, allow_none=True)
+    def merge(self, spatial_threshold: float | None = 0.8,
+              temporal_threshold: float | None = 0.6, root_level: int = 1,
+              temporal_mode: str = "official") -> MergeResult:
+        """Merge with these settings (as in merge_video_tokens); checked here, trusted below."""
+        check_threshold("spatial_threshold", spatial_threshold)
+        check_threshold("temporal_threshold", temporal_threshold)
         check_temporal_mode(temporal_mode)
         root_level = check_root_level(root_level, self.pyramid.sizes)  # negative -> from the top
-        spatial = self.spatial(spatial_threshold, root_level)
-        if temporal_threshold is None:
+        spatial = self.pyramid.tokens(self.pyramid.search(spatial_threshold, root_level))
+        if temporal_threshold is OFF:
             label = torch.arange(len(spatial.boxes), device=spatial.boxes.device)
         else:
             earlier, later, sim = self.temporal_candidates(spatial)
@@ -123,7 +124,7 @@ class VideoTokenMerger:
         return self.finish(spatial, label, spatial_threshold, temporal_threshold, root_level,
                            temporal_mode)
 
-    def finish(self, spatial: SpatialTokens, label: Tensor, spatial_threshold: float,
+    def finish(self, spatial: SpatialTokens, label: Tensor, spatial_threshold: float | None,
                temporal_threshold: float | None, root_level: int,
                temporal_mode: str) -> MergeResult:
         """Turn spatial tokens and their temporal group labels [S] into a MergeResult."""
@@ -139,12 +140,12 @@ class VideoTokenMerger:
         return MergeResult(
             features=features, boxes=spatial.boxes[is_rep], num_patches=num_patches,
             token_map=group_of[spatial.token_map], spatial_boxes=spatial.boxes,
-            spatial_to_token=group_of, spatial_threshold=float(spatial_threshold),
-            temporal_threshold=None if temporal_threshold is None else float(temporal_threshold),
-            root_level=root_level, temporal_mode=temporal_mode)
+            spatial_to_token=group_of, spatial_threshold=_used(spatial_threshold),
+            temporal_threshold=_used(temporal_threshold), root_level=root_level,
+            temporal_mode=temporal_mode)
 
 
-def merge_video_tokens(features: Tensor, spatial_threshold: float = 0.80,
+def merge_video_tokens(features: Tensor, spatial_threshold: float | None = 0.80,
                        temporal_threshold: float | None = 0.60, root_level: int = 1, *,
                        temporal_mode: str = "official", head_dim: int | None = None,
                        area_weighted: bool = False) -> MergeResult:
@@ -152,9 +153,9 @@ def merge_video_tokens(features: Tensor, spatial_threshold: float = 0.80,
 
     features: [T, H, W, C] any float dtype and device.
     spatial_threshold (tauS): a quadtree node becomes one token iff its cosine similarity to
-        each of its children is >= tauS; values > 1 disable spatial merging.
+        each of its children is >= tauS; OFF (None) or any value > 1 disables spatial merging.
     temporal_threshold (tauT): nested tokens of consecutive frames with similarity >= tauT
-        merge into one token; None disables temporal merging.
+        merge into one token; OFF (None) disables temporal merging.
     root_level: where the coarse-to-fine search starts, an index into the pyramid's levels
         coarse -> fine (0 = coarsest, -1 = the patch grid itself, i.e. no spatial merging).
     temporal_mode: "official" (default, the official code's tokens), "components" or
@@ -194,12 +195,16 @@ def check_finite(features: Tensor, coarsest: Tensor) -> None:
             raise ValueError(f"features contain {bad} NaN/inf values; merging needs finite features")
 
 
-def check_threshold(name: str, value, allow_none: bool = False) -> None:
-    if value is None and allow_none:
+def _used(threshold: float | None) -> float | None:
+    """A threshold as results report it: OFF when it merges nothing, else a float."""
+    return OFF if threshold is OFF or threshold > 1 else float(threshold)
+
+
+def check_threshold(name: str, value) -> None:
+    if value is OFF:
         return
     if not isinstance(value, Real) or isinstance(value, bool):
-        kind = "a number or None" if allow_none else "a number"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
+        raise ValueError(f"{name} must be a number or OFF (None), got {value!r}")
     if math.isnan(value) or value < -1:
         raise ValueError(f"{name}={value} is out of range: cosine similarity thresholds lie in "
                          "[-1, 1] (a value above 1 merges nothing)")
@@ -224,4 +229,4 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-__all__ = ["MergeResult", "VideoTokenMerger", "merge_video_tokens", "pyramid_sizes"]
+__all__ = ["OFF", "MergeResult", "VideoTokenMerger", "merge_video_tokens", "pyramid_sizes"]

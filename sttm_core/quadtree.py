@@ -163,32 +163,33 @@ class QuadtreePyramid:
         widths = self.cols.end[level] - self.cols.start[level]
         return heights[:, None] * widths[None, :]
 
-    def search(self, threshold: float, root_level: int) -> list[Tensor]:
+    def search(self, spatial_threshold: float | None, root_level: int) -> list[Tensor]:
         """Coarse-to-fine search. Returns, per level from the root down, a [T, h_l, w_l] mask of
-        the nodes kept as tokens: a visited node stops iff it is similar to all its children."""
+        the nodes kept as tokens: a visited node stops iff it is similar to all its children
+        (cosine >= spatial_threshold; None turns spatial merging off)."""
         T = self.grid[0]
         h, w = self.sizes[root_level]
         visited = torch.ones(T, h, w, dtype=torch.bool, device=self.levels[0].device)
         kept = []
-        if threshold > 1:  # cosine never exceeds 1: nothing stops, every leaf is a token
+        if spatial_threshold is None or spatial_threshold > 1:  # off: every leaf is a token
             empty = [torch.zeros(T, *self.sizes[l], dtype=torch.bool, device=visited.device)
                      for l in range(root_level, self.num_levels - 1)]
             return empty + [torch.ones(T, *self.sizes[-1], dtype=torch.bool, device=visited.device)]
         for level in range(root_level, self.num_levels - 1):
-            stop = visited & (self.min_child_sim(level, visited) >= threshold)
+            stop = visited & (self.min_child_sim(level, visited) >= spatial_threshold)
             kept.append(stop)
             split = visited & ~stop  # [T, h_l, w_l] -> its children on the next level
             visited = split[:, self.rows.parent[level + 1]][:, :, self.cols.parent[level + 1]]
         kept.append(visited)  # leaves are always kept
         return kept
 
-    def count(self, threshold: float, root_level: int) -> int:
+    def count(self, spatial_threshold: float | None, root_level: int) -> int:
         """Number of spatial tokens at a threshold, without gathering any features."""
-        return int(sum(mask.sum() for mask in self.search(threshold, root_level)))
+        return int(sum(mask.sum() for mask in self.search(spatial_threshold, root_level)))
 
-    def tokens(self, threshold: float, root_level: int) -> SpatialTokens:
-        kept = self.search(threshold, root_level)
-        levels = range(root_level, self.num_levels)
+    def tokens(self, kept: list[Tensor]) -> SpatialTokens:
+        """The spatial tokens of a search's masks (root level down to the leaves)."""
+        levels = range(self.num_levels - len(kept), self.num_levels)
         features, boxes = [], []
         for level, mask in zip(levels, kept):
             t, i, j = mask.nonzero(as_tuple=True)

@@ -103,7 +103,7 @@ def score(chat: VideoChat, items: list[QAItem], *, compare: bool = True, **kwarg
     answers = answer_questions(chat, items, **kwargs)
     reference = []
     if compare:
-        everything = chat.sibling(STTMConfig.disabled(chat.config.merge_layer))
+        everything = chat.sibling(STTMConfig.all_tokens(chat.config.merge_layer))
         reference = answer_questions(everything, items, **kwargs)
     return Score(answers, reference)
 

@@ -14,8 +14,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sttm_core import STTMConfig, VideoTokenMerger
+from sttm_core import OFF, STTMConfig, VideoTokenMerger
+from sttm_core.examples import examples_dir
 from sttm_core.merge import MergeResult
+from sttm_core.methods import reduce_tokens
 from sttm_core.pixels import pixel_patch_features
 from sttm_core.video import VideoClip, VideoError, load_video
 
@@ -36,7 +38,7 @@ class Engine:
     max_frames: int = 64
     max_pixels: int | None = None   # Qwen-VL frame size cap (None: the checkpoint's)
     max_cached_sessions: int = 4    # sessions whose KV caches stay in memory
-    examples_dir: Path = Path(__file__).resolve().parents[1] / "assets" / "examples"
+    examples_dir: Path = field(default_factory=examples_dir)
     _recent: OrderedDict = field(default_factory=OrderedDict)
 
     def touch(self, session: "Session") -> None:
@@ -70,18 +72,19 @@ class Settings:
     merge_layer: int = 2
     use_budget: bool = False
     keep_ratio: float = 0.3
-    method: str = "sttm"  # or a baseline (sttm_core.baselines), always at the token budget
+    method: str = "sttm"  # STTM, or a baseline (sttm_core.methods), always at the token budget
 
-    def config(self, num_layers: int) -> STTMConfig:
-        layer = min(self.merge_layer, num_layers - 1)
-        tau_t = self.temporal_threshold if self.temporal else None
-        if self.method != "sttm":
-            return STTMConfig(root_level=self.root_level, merge_layer=layer,
-                              keep_ratio=self.keep_ratio, method=self.method)
-        if self.use_budget:
-            return STTMConfig(temporal_threshold=tau_t, root_level=self.root_level,
-                              merge_layer=layer, keep_ratio=self.keep_ratio)
-        return STTMConfig(self.spatial_threshold, tau_t, self.root_level, layer)
+    @property
+    def config(self) -> STTMConfig:
+        if self.method == "sttm" and not self.use_budget:
+            return STTMConfig(self.spatial_threshold,
+                              self.temporal_threshold if self.temporal else OFF,
+                              self.root_level, self.merge_layer)
+        method = self.method
+        if method == "sttm":  # at the budget: with temporal merging off, space takes all of it
+            method = "sttm_budget" if self.temporal else "spatial_only"
+        return STTMConfig(root_level=self.root_level, merge_layer=self.merge_layer,
+                          method=method, keep_ratio=self.keep_ratio)
 
 
 @dataclass
@@ -116,20 +119,20 @@ class Session:
         if self.engine.has_model:
             from sttm_core.chat import VideoChat
 
-            self.chat = VideoChat(self.engine.loaded, settings.config(self.engine.num_layers),
+            self.chat = VideoChat(self.engine.loaded, settings.config,
                                   num_frames=num_frames, max_pixels=self.engine.max_pixels)
             self.chat.set_clip(clip)
         self.features_layer = None
         self.merger = None
-        return self.merge(settings)
+        return self.apply(settings)
 
     # --- merging ---------------------------------------------------------------------------------
-    def merge(self, settings: Settings) -> MergeResult:
-        """Merge the cached features with new settings (features are recomputed only when the
+    def apply(self, settings: Settings) -> MergeResult:
+        """Reduce the cached features with new settings (features are recomputed only when the
         video or the merge layer changed)."""
         if self.clip is None:
             raise UserError("Load a video first.")
-        config = settings.config(self.engine.num_layers)
+        config = settings.config
         if self.merger is None or (self.chat and self.features_layer != config.merge_layer):
             self.merger = VideoTokenMerger(self._features(config))
             self.features_layer = config.merge_layer if self.chat else None
@@ -141,8 +144,8 @@ class Session:
                 return self.result
             self.note = ("FastV picks tokens by the question's attention: ask a question in the "
                          "Chat tab to see its token map; shown meanwhile: all tokens.")
-            config = STTMConfig.disabled(config.merge_layer)
-        self.result = config.merge(self.merger)  # the chat's KV cache follows at the next question
+            config = STTMConfig.all_tokens(config.merge_layer)
+        self.result = reduce_tokens(self.merger, config)  # the chat's cache follows at the next question
         return self.result
 
     def _features(self, config: STTMConfig):
@@ -150,17 +153,17 @@ class Session:
             return pixel_patch_features(self.clip.frames)
         self.engine.touch(self)
         if config.query_aware:  # its merge needs a question: prefill the video unmerged
-            config = STTMConfig.disabled(config.merge_layer)
+            config = STTMConfig.all_tokens(config.merge_layer)
         self.chat.set_config(config)
         return self.chat.video_features().float()
 
     @property
     def frames(self):
-        """[T, H_img, W_img, 3] one picture per token frame of the merge. Qwen-VL folds frame
-        pairs into one token frame (temporal patch 2): its first frame stands for it."""
-        frames, T = self.clip.frames, self.result.grid[0]
-        step = -(-len(frames) // T)
-        return frames[::step][:T]
+        """[T, H_img, W_img, 3] one picture per token frame of the merge: a model that folds
+        frames together (Qwen-VL's pairs) shows the first frame of each fold."""
+        if not self.chat:
+            return self.clip.frames
+        return self.clip.frames[self.chat.token_frame_starts()]
 
     @property
     def root_choices(self) -> list[str]:
@@ -175,7 +178,7 @@ class Session:
         self._start_model_work("Chat")
         if not question or not question.strip():
             raise UserError("Type a question first.")
-        self.chat.set_config(settings.config(self.engine.num_layers))
+        self.chat.set_config(settings.config)
         reply = None
         for reply in self.chat.stream(question):
             yield reply, None
@@ -194,7 +197,7 @@ class Session:
 
     def _all_tokens_chat(self):
         if self.reference is None or self.reference.clip is not self.clip:
-            self.reference = self.chat.sibling(STTMConfig.disabled(self.chat.config.merge_layer))
+            self.reference = self.chat.sibling(STTMConfig.all_tokens(self.chat.config.merge_layer))
             self.reference.set_clip(self.clip)
         return self.reference
 
@@ -208,9 +211,9 @@ class Session:
         """TTFT of a first question (a fresh video prefix) with all tokens vs with STTM. The
         encoded video is reused, so both times are the language model's alone."""
         self._start_model_work("TTFT")
-        config = settings.config(self.engine.num_layers)
+        config = settings.config
         out = {}
-        for name, setting in [("all", STTMConfig.disabled(config.merge_layer)), ("sttm", config)]:
+        for name, setting in [("all", STTMConfig.all_tokens(config.merge_layer)), ("sttm", config)]:
             self.chat.set_config(setting)
             self.chat.reset_prefix()
             reply = self.chat.ask(question, max_new_tokens=1)
@@ -225,7 +228,7 @@ class Session:
             raise UserError("This video has no QA set: upload a JSON/JSONL/CSV of questions.")
         from sttm_core.scoring import score
 
-        scorer = self.chat.sibling(settings.config(self.engine.num_layers))  # keeps self.chat's video
+        scorer = self.chat.sibling(settings.config)  # keeps self.chat's video
         return score(scorer, self.qa, num_frames=self.clip.num_frames, progress=progress)
 
     def set_qa(self, path) -> int:

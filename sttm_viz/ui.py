@@ -17,16 +17,17 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from sttm_core.methods import METHODS
+
 from .draw import chain_animation, draw_token_map, frame_grid, token_at
 from .figures import chains_figure, keep_summary, tokens_per_frame_figure
 from .session import Engine, Session, Settings, UserError
 
 log = logging.getLogger(__name__)
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 SESSION_TTL_S = 3600  # a session idle this long is dropped with its KV cache
-METHODS = {"STTM": "sttm", "Uniform pooling": "uniform", "Spatial only": "spatial_only",
-           "Temporal only": "temporal_only", "FastV (query-aware)": "fastv"}
+# the method menu: STTM (at thresholds or the budget) and the baselines at the budget
+METHOD_MENU = {m.label: m.name for m in METHODS.values() if m.name not in ("all", "sttm_budget")}
 PRESETS = {"Paper 50% (τS .85, τT .65)": (0.85, 0.65), "Paper 30% (τS .80, τT .50)": (0.80, 0.50)}
 
 try:  # Hugging Face Spaces (ZeroGPU): run model work on a GPU when the package is there
@@ -83,7 +84,7 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
         choices = session.root_choices
         root_level = choices.index(root) if root in choices else 1
         return Settings(float(tau_s), float(tau_t), bool(temporal), root_level, int(layer),
-                        mode == "Token budget", float(budget), METHODS[method])
+                        mode == "Token budget", float(budget), METHOD_MENU[method])
 
     # --- handlers ----------------------------------------------------------------------------------
     @on_gpu
@@ -106,7 +107,7 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
     def remerge(state, frame_index, colour_by, *values):
         if state is None or state.clip is None:  # controls moved before any video: nothing to do
             return (state, *[gr.skip()] * 5)
-        state.merge(settings_of(state, values))
+        state.apply(settings_of(state, values))
         return (state, *views(state, frame_index, colour_by))
 
     @on_gpu
@@ -220,7 +221,7 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
         with gr.Row():
             with gr.Column(scale=1):
                 video = gr.Video(label="Video", sources=["upload"])
-                example_files = sorted(str(p) for p in EXAMPLES.glob("*.mp4"))
+                example_files = sorted(str(p) for p in engine.examples_dir.glob("*.mp4"))
                 if example_files:
                     gr.Examples(example_files, inputs=video, label="Examples", elem_id="examples")
                 frames = gr.Slider(1, engine.max_frames, value=default_frames, step=1,
@@ -237,7 +238,7 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
                     preset_buttons = [gr.Button(name, size="sm") for name in PRESETS]
                 root = gr.Radio(["2x2", "4x4", "7x7", "14x14"], value="4x4",
                                 label="Root grid (where the coarse-to-fine search starts)")
-                method = gr.Dropdown(list(METHODS), value="STTM",
+                method = gr.Dropdown(list(METHOD_MENU), value="STTM",
                                      label="Method (baselines keep the token budget)")
                 layer = gr.Slider(0, max(num_layers - 1, 1), value=min(2, num_layers - 1),
                                   step=1, label="Merge layer k", interactive=engine.has_model)
@@ -326,7 +327,7 @@ def readout(session: Session) -> str:
             f"{s['after_spatial']} after spatial merging ({s['spatial_keep_ratio']:.1%}) → "
             f"**{s['after_temporal']} tokens after temporal merging "
             f"({s['keep_ratio']:.1%} kept)**  \n"
-            f"τS {session.result.spatial_threshold:.3f} · τT "
+            f"τS {_fmt(session.result.spatial_threshold)} · τT "
             f"{_fmt(session.result.temporal_threshold)} · root level "
             f"{session.result.root_level} · features: {source}"
             + (f"  \n**{session.note}**" if session.note else ""))

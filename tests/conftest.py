@@ -1,8 +1,10 @@
+"""Shared fixtures. Lanes (markers, registered in pyproject.toml):
+core (the engine, video, QA, drawing, sweeps without a model), model (tiny random-weight
+models), app (the running Gradio app), browser (headless Chromium on the app).
+`python -m pytest -m core` is the quick lane."""
 import os
-import sys
-from pathlib import Path
+import socket
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import settings
@@ -12,8 +14,6 @@ from hypothesis import settings
 settings.register_profile("deterministic", derandomize=True, deadline=None)
 settings.register_profile("explore", max_examples=600, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/ helpers: reference, videos
 
 # Tiny models run in milliseconds; a second intra-op thread only adds scheduling noise here.
 torch.set_num_threads(1)
@@ -38,13 +38,41 @@ def tiny(request, tiny_checkpoints):
     return load_model(str(tiny_checkpoints[request.param]), device="cpu")
 
 
-def random_frames(T=8, H=84, W=140, seed=0):
-    """[T, H, W, 3] uint8 frames: smooth colour blobs that drift, so merging has something to do."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:H, 0:W] / max(H, W)
-    frames = []
-    for t in range(T):
-        phase = rng.normal(size=3) * 0.2 + t * 0.05
-        frame = np.stack([np.sin(4 * x + phase[c]) * np.cos(3 * y - phase[c]) for c in range(3)], -1)
-        frames.append(((frame + 1) * 127.5).astype(np.uint8))
-    return np.stack(frames)
+@pytest.fixture(scope="session")
+def examples():
+    """The bundled example videos and QA set, found as an installed package finds them."""
+    from sttm_core.examples import examples_dir
+
+    return examples_dir()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    return _free_port()
+
+
+@pytest.fixture(scope="session")
+def serve():
+    """serve(engine, frames) -> URL of the app running on its own port; closed at the end."""
+    from sttm_viz.ui import build_demo
+
+    demos = []
+
+    def start(engine, frames: int = 8) -> str:
+        port = _free_port()
+        demo = build_demo(engine, default_frames=frames)
+        demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                            quiet=True)
+        demos.append(demo)
+        return f"http://127.0.0.1:{port}/"
+
+    yield start
+    for demo in demos:
+        demo.close()

@@ -2,10 +2,12 @@
 import pytest
 import torch
 
-from sttm_core import STTMConfig
+from sttm_core import STTMConfig, reduce_tokens
 from sttm_core.baselines import drop_by_attention, uniform_pooling
-from test_merge_properties import check_bookkeeping
-from videos import smooth_features
+from support.invariants import check_bookkeeping
+from support.videos import smooth_features
+
+pytestmark = pytest.mark.core
 
 
 @pytest.mark.parametrize("grid", [(14, 14), (13, 13), (12, 20), (3, 5)])
@@ -41,8 +43,8 @@ def test_fastv_keeps_the_most_attended_patches_in_order():
 @pytest.mark.parametrize("method", ["spatial_only", "temporal_only", "uniform"])
 def test_config_runs_each_baseline_at_its_budget(method):
     x = smooth_features(6, 14, 14, 16, seed=2, noise=0.9, drift=0.6)
-    r = STTMConfig(keep_ratio=0.3, method=method).merge(x)
+    r = reduce_tokens(x, STTMConfig(keep_ratio=0.3, method=method))
     assert abs(r.keep_ratio - 0.3) <= (0.02 if method == "uniform" else 0.01)
     check_bookkeeping(x, r)
-    with pytest.raises(ValueError, match="needs a keep_ratio"):
+    with pytest.raises(ValueError, match="keeps a token budget"):
         STTMConfig(method=method)

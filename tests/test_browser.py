@@ -6,33 +6,24 @@ A screenshot is saved to $STTM_SCREENSHOT_DIR (default: the test's tmp dir).
 """
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 
 from sttm_viz.session import Engine
-from sttm_viz.ui import build_demo
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(
     not Path(CHROMIUM).exists(),
-    reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it")
+    reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it")]
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
-def app_url():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo = build_demo(Engine(None, "browser test without a model."), default_frames=8)
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                        quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+def app_url(serve):
+    return serve(Engine(None, "browser test without a model."))
 
 
 def token_map_src(page) -> str:

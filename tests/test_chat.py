@@ -2,10 +2,12 @@
 import pytest
 import torch
 
-from conftest import random_frames
+from support.videos import random_frames
 from sttm_core import STTMConfig
 from sttm_core.chat import VideoChat
 from sttm_core.video import VideoError, write_video
+
+pytestmark = pytest.mark.model
 
 SETTINGS = dict(num_frames=8, max_pixels=28 * 28 * 15, max_new_tokens=6)
 
@@ -23,16 +25,14 @@ def greedy_reference(chat, question):
     pixels, count = adapter.video_inputs(chat.clip.frames, chat.settings, 6.0)
     prefix, closing = adapter.prompt_ids(tokenizer, count)
     ids = torch.tensor([prefix + tokenizer.encode(question, add_special_tokens=False) + closing])
-    inputs = dict(input_ids=ids, **pixels)
-    if adapter.family == "qwen2_vl":
-        inputs["mm_token_type_ids"] = (ids == adapter.video_token_id).int() * 2
+    inputs = dict(input_ids=ids, **pixels, **adapter.prefill_inputs(ids))
     with chat._model_turn():
         out = model.generate(**inputs, max_new_tokens=SETTINGS["max_new_tokens"], do_sample=False)
     return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
 
 def test_three_questions_reuse_the_prefix(tiny, video):
-    chat = VideoChat(tiny, STTMConfig(keep_ratio=0.5, merge_layer=1), **SETTINGS)
+    chat = VideoChat(tiny, STTMConfig(method="sttm_budget", keep_ratio=0.5, merge_layer=1), **SETTINGS)
     chat.load_video(video)
     questions = ["What is shown?", "Which colour dominates?", "Does anything move?"]
     replies = [chat.ask(q) for q in questions]
@@ -47,7 +47,7 @@ def test_three_questions_reuse_the_prefix(tiny, video):
 
 
 def test_streaming_grows_token_by_token(tiny, video):
-    chat = VideoChat(tiny, STTMConfig(keep_ratio=0.5), **SETTINGS)
+    chat = VideoChat(tiny, STTMConfig(method="sttm_budget", keep_ratio=0.5), **SETTINGS)
     chat.load_video(video)
     chunks = list(chat.stream("Describe it."))
     assert [c.num_generated for c in chunks] == list(range(1, len(chunks) + 1))
@@ -56,7 +56,7 @@ def test_streaming_grows_token_by_token(tiny, video):
 
 
 def test_new_thresholds_remerge_without_encoder_or_early_layers(tiny, video):
-    config = STTMConfig(keep_ratio=0.6, merge_layer=2)
+    config = STTMConfig(method="sttm_budget", keep_ratio=0.6, merge_layer=2)
     chat = VideoChat(tiny, config, **SETTINGS)
     chat.load_video(video)
     chat.prepare()
@@ -65,14 +65,14 @@ def test_new_thresholds_remerge_without_encoder_or_early_layers(tiny, video):
                  lambda *a: calls.__setitem__("encoder", calls["encoder"] + 1)),
              tiny.adapter.decoder_layers[0].register_forward_hook(
                  lambda *a: calls.__setitem__("layer0", calls["layer0"] + 1))]
-    chat.set_config(STTMConfig(keep_ratio=0.3, merge_layer=2))
+    chat.set_config(STTMConfig(method="sttm_budget", keep_ratio=0.3, merge_layer=2))
     for h in hooks:
         h.remove()
     assert calls == {"encoder": 0, "layer0": 0}
     assert chat.merge_result.keep_ratio == pytest.approx(0.3, abs=0.1)
     remerged = chat.ask("What is shown?")
     assert remerged.cache_reused
-    fresh = VideoChat(tiny, STTMConfig(keep_ratio=0.3, merge_layer=2), **SETTINGS)
+    fresh = VideoChat(tiny, STTMConfig(method="sttm_budget", keep_ratio=0.3, merge_layer=2), **SETTINGS)
     fresh.load_video(video)
     again = fresh.ask("What is shown?")
     assert torch.equal(fresh.merge_result.boxes, chat.merge_result.boxes)
@@ -80,10 +80,10 @@ def test_new_thresholds_remerge_without_encoder_or_early_layers(tiny, video):
 
 
 def test_new_merge_layer_rebuilds_the_prefix(tiny, video):
-    chat = VideoChat(tiny, STTMConfig(keep_ratio=0.5, merge_layer=1), **SETTINGS)
+    chat = VideoChat(tiny, STTMConfig(method="sttm_budget", keep_ratio=0.5, merge_layer=1), **SETTINGS)
     chat.load_video(video)
     chat.ask("What is shown?")
-    chat.set_config(STTMConfig(keep_ratio=0.5, merge_layer=3))
+    chat.set_config(STTMConfig(method="sttm_budget", keep_ratio=0.5, merge_layer=3))
     reply = chat.ask("What is shown?")
     assert not reply.cache_reused and reply.timings["llm_prefill"] > 0
     assert reply.timings["vision_encoder"] == 0  # the encoded video is kept across layers
@@ -91,7 +91,7 @@ def test_new_merge_layer_rebuilds_the_prefix(tiny, video):
 
 
 def test_follow_up_turns_continue_then_reset(tiny, video):
-    chat = VideoChat(tiny, STTMConfig(keep_ratio=0.5), **SETTINGS)
+    chat = VideoChat(tiny, STTMConfig(method="sttm_budget", keep_ratio=0.5), **SETTINGS)
     chat.load_video(video)
     first = chat.ask("What is shown?")
     follow = chat.ask("Why?", follow_up=True)

@@ -1,34 +1,30 @@
 """The bundled examples in assets/examples: they decode, stay small, their QA sets load, they
 match what assets/make_examples.py draws, and each QA answer is true of the decoded pixels
 (measured here, not taken from the generator)."""
-import importlib.util
+import importlib
 import json
 import re
-import sys
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from sttm_core.examples import examples_dir
 from sttm_core.qa import load_qa
 from sttm_core.video import load_video
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "assets" / "examples"
+pytestmark = pytest.mark.core
+
+EXAMPLES = examples_dir()
 VIDEOS = sorted(EXAMPLES.glob("*.mp4"))
 NAMES = [v.stem for v in VIDEOS]
 
 
 @cache
 def generator():
-    """assets/make_examples.py as a module (it is a script, not a package)."""
-    spec = importlib.util.spec_from_file_location("make_examples", ROOT / "assets/make_examples.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["make_examples"] = module  # dataclasses look their module up while defining
-    spec.loader.exec_module(module)
-    return module
+    """assets/make_examples.py, installed as sttm_assets.make_examples."""
+    return importlib.import_module("sttm_assets.make_examples")
 
 
 @cache

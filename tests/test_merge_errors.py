@@ -4,7 +4,9 @@ import math
 import pytest
 import torch
 
-from sttm_core import merge_video_tokens
+from sttm_core import OFF, merge_video_tokens
+
+pytestmark = pytest.mark.core
 
 
 def good():
@@ -34,11 +36,10 @@ def test_non_finite_features(bad):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(spatial_threshold="0.8"), "spatial_threshold must be a number"),
-    (dict(spatial_threshold=None), "spatial_threshold must be a number"),
     (dict(spatial_threshold=True), "spatial_threshold must be a number"),
     (dict(spatial_threshold=math.nan), "out of range"),
     (dict(spatial_threshold=-1.5), "out of range"),
-    (dict(temporal_threshold="high"), "temporal_threshold must be a number or None"),
+    (dict(temporal_threshold="high"), "temporal_threshold must be a number or OFF"),
     (dict(temporal_threshold=-2), "out of range"),
     (dict(root_level=3), "root_level=3 is out of range for a 4x4 grid; its levels are 0: 2x2, 1: 4x4"),
     (dict(root_level=-3), "out of range"),
@@ -49,6 +50,15 @@ def test_non_finite_features(bad):
 def test_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         merge_video_tokens(good(), **kwargs)
+
+
+def test_off_turns_either_half_off():
+    x = good()
+    spatial_off = merge_video_tokens(x, OFF, 0.5)
+    assert torch.equal(spatial_off.boxes, merge_video_tokens(x, 1.5, 0.5).boxes)
+    assert spatial_off.spatial_threshold is OFF and spatial_off.num_spatial_tokens == 2 * 4 * 4
+    both_off = merge_video_tokens(x, OFF, OFF)
+    assert both_off.num_tokens == 2 * 4 * 4 and both_off.temporal_threshold is OFF
 
 
 def test_negative_root_level_counts_from_the_patch_grid():

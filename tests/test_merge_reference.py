@@ -2,9 +2,12 @@
 import pytest
 import torch
 
-from reference import level_sizes, reference_merge
+from support.reference import level_sizes, reference_merge
 from sttm_core import merge_video_tokens
-from videos import smooth_features
+from support.videos import smooth_features
+
+pytestmark = pytest.mark.core
+
 
 GRIDS = [(14, 14), (13, 13), (27, 27), (12, 20), (36, 64), (7, 5), (1, 6), (3, 1), (1, 1)]
 

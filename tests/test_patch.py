@@ -3,12 +3,14 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from conftest import random_frames
-from model_inputs import prompt_inputs
+from support.videos import random_frames
+from support.model_inputs import prompt_inputs
 from sttm_core import STTMConfig, merge_video_tokens
 from sttm_core.models import UnsupportedModelError, patch, unpatch
 
-MERGING = STTMConfig(keep_ratio=0.4, merge_layer=2)  # a budget makes random weights merge too
+pytestmark = pytest.mark.model
+
+MERGING = STTMConfig(method="sttm_budget", keep_ratio=0.4, merge_layer=2)  # a budget makes random weights merge too
 
 
 @torch.no_grad()
@@ -17,7 +19,7 @@ def test_disabled_merge_and_unpatch_are_exact(tiny):
     inputs, _ = prompt_inputs(tiny, random_frames())
     logits = model(**inputs).logits
     tokens = model.generate(**inputs, max_new_tokens=6, do_sample=False)
-    patch(model, STTMConfig.disabled(merge_layer=1))
+    patch(model, STTMConfig.all_tokens(merge_layer=1))
     assert torch.equal(model(**inputs).logits, logits)
     assert torch.equal(model.generate(**inputs, max_new_tokens=6, do_sample=False), tokens)
     patch(model, MERGING)
@@ -108,7 +110,7 @@ def test_left_padded_batch_rows_equal_single_rows(tiny, tiny_checkpoints, attent
     model = loaded.model
     questions = ["Is it day?", "What colour is the sky in the second half?"]
     batch, _ = prompt_inputs(loaded, random_frames(), questions)
-    patch(model, STTMConfig(keep_ratio=0.5, merge_layer=1))
+    patch(model, STTMConfig(method="sttm_budget", keep_ratio=0.5, merge_layer=1))
     together = model.generate(**batch, max_new_tokens=5, do_sample=False, output_scores=True,
                               return_dict_in_generate=True)
     for row, question in enumerate(questions):
@@ -126,7 +128,7 @@ def test_merge_at_any_layer_and_bad_configs(tiny):
     model = tiny.model
     inputs, _ = prompt_inputs(tiny, random_frames())
     for k in range(tiny.adapter.num_layers):
-        patch(model, STTMConfig(keep_ratio=0.5, merge_layer=k))
+        patch(model, STTMConfig(method="sttm_budget", keep_ratio=0.5, merge_layer=k))
         out = model.generate(**inputs, max_new_tokens=3, do_sample=False)
         assert out.shape[1] == inputs["input_ids"].shape[1] + 3
         assert model.sttm.last_merge.keep_ratio == pytest.approx(0.5, abs=0.15)

@@ -12,6 +12,8 @@ import pytest
 from sttm_core.qa import (PROMPT_SUFFIX, QAError, QAItem, format_question, load_nextqa, load_qa,
                           load_videomme, load_vnbench, parse_choice)
 
+pytestmark = pytest.mark.core
+
 RECORDS = [
     {"video": "a.mp4", "question": "What colour is the ball?",
      "options": ["red", "blue", "green", "pink"], "answer": "A", "category": "fast_motion",

@@ -4,7 +4,6 @@ import csv
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from sttm_core import sweep
+from sttm_core.examples import examples_dir
 from sttm_core.qa import load_qa
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "assets" / "examples"
+EXAMPLES = examples_dir()
 QA = EXAMPLES / "qa.jsonl"
 VIDEOS = sorted({item.video.name for item in load_qa(QA)})
 PIXEL = ["--features", "pixel", "--frames", "8", "--quiet"]
@@ -43,10 +42,12 @@ def assert_png(path: Path) -> None:
     assert len(data) <= 300_000, f"{path.name} is {len(data)} bytes"
 
 
+@pytest.mark.core
 def test_pixel_sweep_rows_monotone_plots(tmp_path, capsys):
     out = tmp_path / "out"
     assert sweep.main([str(QA), *PIXEL, "--tau-s", "0.6,0.8,0.95", "--tau-t", "0.5,0.7,none",
-                       "--budgets", "0.3", "--methods", "sttm,uniform", "--out", str(out)]) == 0
+                       "--budgets", "0.3", "--methods", "sttm,sttm_budget,uniform", "--out",
+                       str(out)]) == 0
     rows = read(out / "results.csv")
     settings = {(r["method"], r["tau_s"], r["tau_t"], r["budget"]) for r in rows}
     assert len(settings) == 9 + 2 and {r["video"] for r in rows} == set(VIDEOS)
@@ -65,7 +66,7 @@ def test_pixel_sweep_rows_monotone_plots(tmp_path, capsys):
     by_category = {r["category"] for r in rows}
     assert {"static", "fast_motion", "scene_cuts"} <= by_category
     summary = read(out / "summary.csv")
-    assert [s["label"] for s in summary][-2:] == ["STTM 30%", "uniform 30%"]
+    assert [s["label"] for s in summary][-2:] == ["STTM budget 30%", "Uniform pooling 30%"]
     assert abs(float(summary[-2]["keep_ratio"]) - 0.3) < 0.02
     for name in ("keep_by_category.png", "keep_vs_tau.png"):
         assert_png(out / name)
@@ -75,9 +76,10 @@ def test_pixel_sweep_rows_monotone_plots(tmp_path, capsys):
 
 def pixel_args(out: Path, *extra) -> list[str]:
     return [str(QA), *PIXEL, "--tau-s", "0.7,0.9", "--tau-t", "0.6,none", "--budgets", "0.3",
-            "--methods", "sttm,temporal_only", "--out", str(out), "--no-plots", *extra]
+            "--methods", "sttm,sttm_budget,temporal_only", "--out", str(out), "--no-plots", *extra]
 
 
+@pytest.mark.core
 def test_resume_recomputes_exactly_the_missing_cells(tmp_path):
     out = tmp_path / "out"
     first = sweep.run(sweep.parse_args(pixel_args(out)))
@@ -102,6 +104,7 @@ def test_resume_recomputes_exactly_the_missing_cells(tmp_path):
     assert len(wider.computed) == 2 * len(VIDEOS)
 
 
+@pytest.mark.core
 def test_part_files_of_an_interrupted_parallel_run_are_merged(tmp_path):
     out = tmp_path / "out"
     sweep.run(sweep.parse_args(pixel_args(out)))
@@ -118,6 +121,7 @@ def test_part_files_of_an_interrupted_parallel_run_are_merged(tmp_path):
     assert not list(out.glob("results.part*"))
 
 
+@pytest.mark.model
 def test_model_sweep_end_to_end(tmp_path, tiny_checkpoints, capsys):
     qa = tmp_path / "qa.jsonl"
     questions = [dict(video=str(EXAMPLES / "static.mp4"), question="What colour is the circle?",
@@ -130,7 +134,7 @@ def test_model_sweep_end_to_end(tmp_path, tiny_checkpoints, capsys):
     out = tmp_path / "out"
     argv = [str(qa), "--model", str(tiny_checkpoints["tiny-qwen2-vl"]), "--device", "cpu",
             "--tau-s", "0.8", "--tau-t", "0.6", "--budgets", "0.5", "--methods",
-            "sttm,uniform,fastv", "--frames", "6", "--max-new-tokens", "2",
+            "sttm,sttm_budget,uniform,fastv", "--frames", "6", "--max-new-tokens", "2",
             "--max-pixels", str(28 * 28 * 24), "--out", str(out), "--quiet"]
     assert sweep.main(argv) == 0
     rows = read(out / "results.csv")
@@ -147,24 +151,33 @@ def test_model_sweep_end_to_end(tmp_path, tiny_checkpoints, capsys):
     assert {r["keep_ratio"] for r in rows if r["method"] == "fastv"} == {"0.5"}
     assert min(float(r["keep_ratio"]) for r in rows if r["method"] == "sttm") < 1
     summary = read(out / "summary.csv")
-    assert [s["label"] for s in summary] == ["all tokens", "STTM τS 0.8 τT 0.6", "STTM 50%",
-                                             "uniform 50%", "fastv 50%"]
+    assert [s["label"] for s in summary] == ["All tokens", "STTM τS 0.8 τT 0.6", "STTM budget 50%",
+                                             "Uniform pooling 50%", "FastV 50%"]
     assert all(s["accuracy"] and s["ttft_cold_s"] for s in summary)
     assert all(s["agreement"] and s["kl"] for s in summary[1:])
     for name in ("pareto.png", "by_category.png", "ttft.png"):
         assert_png(out / name)
     printed = capsys.readouterr().out
-    assert "recommended: STTM" in printed or "no STTM setting meets" in printed
+    # the rule, recomputed: the fewest tokens among STTM settings within 1 point of all tokens
+    floor = float(summary[0]["accuracy"]) - 1.0
+    eligible = [s for s in summary if s["method"] in ("sttm", "sttm_budget")
+                and float(s["accuracy"]) >= floor - 1e-9]
+    if eligible:
+        best = min(eligible, key=lambda s: float(s["keep_ratio"]))
+        assert f"recommended: {best['label']} keeps" in printed
+    else:
+        assert "no STTM setting meets accuracy >=" in printed
 
     # resume after losing one video's STTM rows: all tokens re-runs in memory for agree / kl
-    lost = [r for r in rows if r["method"] == "sttm" and r["video"].endswith("scene_cuts.mp4")]
+    lost = [r for r in rows if r["method"] in ("sttm", "sttm_budget")
+            and r["video"].endswith("scene_cuts.mp4")]
     kept = [r for r in rows if r not in lost]
     with (out / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=sweep.MODEL_COLUMNS)
         writer.writeheader()
         writer.writerows(kept)
     again = sweep.run(sweep.parse_args(argv + ["--no-plots"]))
-    assert sorted(k[0] for k in again.computed) == ["sttm", "sttm"]
+    assert sorted(k[0] for k in again.computed) == ["sttm", "sttm_budget"]
     redone = dict(zip(keys(read(out / "results.csv")), read(out / "results.csv")))
     assert len(redone) == len(rows) and len(lost) == 2
     for r in lost:
@@ -173,6 +186,7 @@ def test_model_sweep_end_to_end(tmp_path, tiny_checkpoints, capsys):
         assert float(new["kl"]) == pytest.approx(float(r["kl"]), rel=1e-4, abs=1e-7)
 
 
+@pytest.mark.core
 def test_bad_arguments_fail_before_any_work(tmp_path, capsys):
     with pytest.raises(SystemExit):
         sweep.parse_args([str(QA), "--features", "pixel", "--tau-s", "0.8", "--methods", "uniform"])
@@ -183,6 +197,7 @@ def test_bad_arguments_fail_before_any_work(tmp_path, capsys):
         sweep.parse_args([str(QA)])  # neither --model nor --features
 
 
+@pytest.mark.core
 def test_recommendation_picks_fewest_tokens_within_the_allowed_drop():
     summary = [dict(method="all", label="all tokens", keep_ratio=1.0, accuracy=80.0,
                     agreement=None),
@@ -198,27 +213,22 @@ def test_recommendation_picks_fewest_tokens_within_the_allowed_drop():
     assert sweep.recommend(no_answers, 15.0)[0]["label"] == "a"  # agreement >= 85%
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_two_processes_under_accelerate_launch(tmp_path):
+@pytest.mark.core
+def test_two_processes_under_accelerate_launch(tmp_path, free_port):
     """`accelerate launch --multi_gpu` is torchrun: two real processes. (`--cpu` would start
     only one: accelerate runs several CPU processes only through mpirun.) On a machine without
     CUDA the sweep puts them in a gloo process group on CPU."""
     single, parallel = tmp_path / "single", tmp_path / "parallel"
     sweep.run(sweep.parse_args(pixel_args(single)))
     env = dict(os.environ, HF_HOME=str(tmp_path / "hf"),  # no user accelerate config applies
-               CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+               CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
                "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-               "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+               "--dynamo_backend", "no", "--main_process_port", str(free_port),
                "-m", "sttm_core.sweep", *[a for a in pixel_args(parallel)
                                           if a not in ("--quiet", "--no-plots")]]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     merged, reference = read(parallel / "results.csv"), read(single / "results.csv")
     # each process ran its own half of the videos: disjoint shards that add up to the sweep
@@ -235,6 +245,7 @@ def test_two_processes_under_accelerate_launch(tmp_path):
     assert done.stdout.count("STTM τS 0.7 τT 0.6") == 1  # only the main process reports
 
 
+@pytest.mark.core
 def test_unparseable_replies_agree_only_when_their_texts_match():
     import torch
 

@@ -13,6 +13,8 @@ from PIL import Image
 from sttm_core import video
 from sttm_core.video import VideoClip, VideoError, load_video, sample_indices, write_video
 
+pytestmark = pytest.mark.core
+
 T, H, W = 40, 48, 64
 
 

@@ -14,13 +14,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .adapters import VideoLLMAdapter, adapter_for
+from .base import VideoLLMAdapter
+from .registry import adapter_for, architecture, family_of
 
 log = logging.getLogger(__name__)
-
-CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
-SIGLIP_MEAN = SIGLIP_STD = [0.5, 0.5, 0.5]
-QWEN_VIDEO_PIXELS = (128 * 28 * 28, 768 * 28 * 28)  # Qwen2-VL video processor's min / max pixels
 
 
 class ModelLoadError(RuntimeError):
@@ -65,7 +62,7 @@ def load_model(name_or_path: str, *, device: str | None = None, dtype: torch.dty
             f"(`huggingface-cli download {name_or_path}`); offline machines need them in the "
             "cache (HF_HUB_OFFLINE=1).") from err
     architectures = getattr(config, "architectures", None) or [type(config).__name__]
-    _check_supported(architectures[0])
+    family_of(architectures)  # unsupported: says so before any weights load
     try:
         model = AutoModelForImageTextToText.from_pretrained(
             name_or_path, dtype=dtype, attn_implementation=attn_implementation,
@@ -92,18 +89,7 @@ def preprocessing_settings(name_or_path: str, adapter: VideoLLMAdapter) -> dict:
         log.warning("no image processor config in %s (%s); using the family defaults",
                     name_or_path, _first_line(err))
         processor = None
-    return _settings_of(processor, adapter)
-
-
-def _settings_of(processor, adapter: VideoLLMAdapter) -> dict:
-    if adapter.family == "llava_onevision":
-        size = getattr(processor, "size", None) or {}
-        side = size.get("height") or adapter.model.config.vision_config.image_size
-        return dict(size=side, image_mean=getattr(processor, "image_mean", SIGLIP_MEAN),
-                    image_std=getattr(processor, "image_std", SIGLIP_STD))
-    return dict(min_pixels=QWEN_VIDEO_PIXELS[0], max_pixels=QWEN_VIDEO_PIXELS[1],
-                image_mean=getattr(processor, "image_mean", CLIP_MEAN),
-                image_std=getattr(processor, "image_std", CLIP_STD))
+    return adapter.preprocessing(processor, adapter.model.config)
 
 
 def _check_reachable(name_or_path: str, timeout_s: float = 3.0) -> None:
@@ -139,14 +125,6 @@ def _check_reachable(name_or_path: str, timeout_s: float = 3.0) -> None:
         f"(`huggingface-cli download {name_or_path}`) on a machine with internet access.")
 
 
-def _check_supported(architecture: str) -> None:
-    from .adapters import ADAPTERS, UnsupportedModelError
-
-    if architecture not in ADAPTERS:
-        raise UnsupportedModelError(
-            f"STTM does not support {architecture}; supported: {', '.join(ADAPTERS)}")
-
-
 def _first_line(err: Exception) -> str:
     text = str(err).strip() or type(err).__name__
     return text.splitlines()[0]
@@ -158,113 +136,49 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start
                   "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<image>", "<video>"]
 TOKEN_ID = {token: 256 + i for i, token in enumerate(SPECIAL_TOKENS)}
 
-# The few config numbers of published checkpoints (text: hidden, ffn, layers, heads, kv heads,
-# vocab, tied embeddings), plus tiny ones for tests.
-SIGLIP_SO400M = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=26,
-                     num_attention_heads=16, image_size=384, patch_size=14)  # LLaVA-OV's tower
-QWEN25_VIT = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16,
-                  fullatt_block_indexes=[7, 15, 23, 31], window_size=112)  # Qwen2.5-VL's tower
-ARCHITECTURES = {
-    "llava-onevision-qwen2-0.5b-ov-hf": dict(
-        family="llava_onevision", text=(896, 4864, 24, 14, 2, 151936, True), vision=SIGLIP_SO400M),
-    "llava-onevision-qwen2-7b-ov-hf": dict(
-        family="llava_onevision", text=(3584, 18944, 28, 28, 4, 152064, False),
-        vision=SIGLIP_SO400M),
-    "Qwen2.5-VL-3B-Instruct": dict(
-        family="qwen2_5_vl", text=(2048, 11008, 36, 16, 2, 151936, True), vision=QWEN25_VIT,
-        mrope_section=[16, 24, 24]),
-    "Qwen2.5-VL-7B-Instruct": dict(
-        family="qwen2_5_vl", text=(3584, 18944, 28, 28, 4, 152064, False), vision=QWEN25_VIT,
-        mrope_section=[16, 24, 24]),
-    "tiny-llava-onevision": dict(
-        family="llava_onevision", text=(64, 128, 4, 4, 2, 272, False),
-        vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                    num_attention_heads=2, image_size=70, patch_size=14)),
-    "tiny-qwen2-vl": dict(
-        family="qwen2_vl", text=(64, 128, 4, 4, 2, 272, False),
-        vision=dict(depth=2, embed_dim=32, num_heads=2, mlp_ratio=2), mrope_section=[2, 3, 3]),
-    "tiny-qwen2.5-vl": dict(
-        family="qwen2_5_vl", text=(64, 128, 4, 4, 2, 272, False),
-        vision=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2,
-                    fullatt_block_indexes=[1], window_size=56),
-        mrope_section=[2, 3, 3]),
-}
 
-
-def random_model(architecture: str, *, device: str | None = None, dtype=None,
+def random_model(name: str, *, device: str | None = None, dtype=None,
                  num_layers: int | None = None, seed: int = 0) -> LoadedModel:
-    """`architecture` (a key of ARCHITECTURES) with random weights, in memory, with the
+    """A named architecture (`registry.ARCHITECTURES`) with random weights, in memory, with the
     byte-level tokenizer: the real shapes and speed of a model you need not download."""
     from transformers import AutoModelForImageTextToText
 
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
     device, dtype = default_device_and_dtype(device, dtype)
     torch.manual_seed(seed)
-    config, image_processor = _family_config(ARCHITECTURES[architecture], num_layers)
+    config, image_processor = random_config(name, num_layers)
     model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
     model.generation_config.eos_token_id = TOKEN_ID["<|im_end|>"]
     model.generation_config.pad_token_id = TOKEN_ID["<|endoftext|>"]
     model = model.to(device).eval()
     adapter = adapter_for(model)
-    settings = _settings_of(image_processor, adapter)
-    return LoadedModel(model, _byte_tokenizer(), adapter, settings, architecture)
+    settings = adapter.preprocessing(image_processor, config)
+    return LoadedModel(model, _byte_tokenizer(), adapter, settings, name)
 
 
-def build_random_checkpoint(architecture: str, out_dir: str | Path, *, num_layers: int | None = None,
+def build_random_checkpoint(name: str, out_dir: str | Path, *, num_layers: int | None = None,
                             seed: int = 0) -> Path:
-    """Write `architecture` with random weights, its tokenizer and image-processor settings to
-    out_dir; load it with `load_model(out_dir)` like any checkpoint. Returns out_dir."""
-    loaded = random_model(architecture, device="cpu", dtype=torch.float32,
-                          num_layers=num_layers, seed=seed)
+    """Write a named architecture with random weights, its tokenizer and image-processor
+    settings to out_dir; load it with `load_model(out_dir)` like any checkpoint. Returns out_dir."""
+    loaded = random_model(name, device="cpu", dtype=torch.float32, num_layers=num_layers,
+                          seed=seed)
     out_dir = Path(out_dir)
     loaded.model.save_pretrained(out_dir)
     loaded.tokenizer.save_pretrained(out_dir)
-    _family_config(ARCHITECTURES[architecture], num_layers)[1].save_pretrained(out_dir)
+    random_config(name, num_layers)[1].save_pretrained(out_dir)
     return out_dir
 
 
-def _family_config(spec: dict, num_layers: int | None):
+def random_config(name: str, num_layers: int | None = None):
+    """(model config, image processor) of a named architecture; its text model shortened to
+    `num_layers` if given."""
+    family, spec = architecture(name)
     hidden, ffn, layers, heads, kv_heads, vocab, tied = spec["text"]
     text = dict(hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=num_layers or layers,
                 num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab,
                 tie_word_embeddings=tied, max_position_embeddings=32768,
                 eos_token_id=TOKEN_ID["<|im_end|>"], pad_token_id=TOKEN_ID["<|endoftext|>"],
                 bos_token_id=None)
-    if spec["family"] == "llava_onevision":
-        from transformers import (LlavaOnevisionConfig, LlavaOnevisionImageProcessorPil,
-                                  Qwen2Config, SiglipVisionConfig)
-        vision = SiglipVisionConfig(vision_use_head=False, **spec["vision"])
-        side = vision.image_size
-        config = LlavaOnevisionConfig(
-            vision_config=vision, text_config=Qwen2Config(rope_theta=1e6, **text),
-            image_token_index=TOKEN_ID["<image>"], video_token_index=TOKEN_ID["<video>"],
-            vision_feature_select_strategy="full", vision_feature_layer=-1,
-            image_grid_pinpoints=[[side, side]], tie_word_embeddings=tied)
-        processor = LlavaOnevisionImageProcessorPil(
-            size={"height": side, "width": side}, image_mean=SIGLIP_MEAN, image_std=SIGLIP_STD,
-            image_grid_pinpoints=[[side, side]])
-        return config, processor
-    from transformers import Qwen2_5_VLConfig, Qwen2VLConfig, Qwen2VLImageProcessorPil
-
-    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e6,
-                               "mrope_section": spec["mrope_section"]}
-    vision = dict(patch_size=14, spatial_merge_size=2, temporal_patch_size=2, **spec["vision"])
-    if spec["family"] == "qwen2_5_vl":
-        vision.update(out_hidden_size=hidden, tokens_per_second=2)
-        config_class = Qwen2_5_VLConfig
-    else:
-        vision.update(hidden_size=hidden)
-        config_class = Qwen2VLConfig
-    config = config_class(
-        text_config=text, vision_config=vision, tie_word_embeddings=tied,
-        image_token_id=TOKEN_ID["<|image_pad|>"], video_token_id=TOKEN_ID["<|video_pad|>"],
-        vision_start_token_id=TOKEN_ID["<|vision_start|>"],
-        vision_end_token_id=TOKEN_ID["<|vision_end|>"])
-    processor = Qwen2VLImageProcessorPil(
-        image_mean=CLIP_MEAN, image_std=CLIP_STD, patch_size=14, temporal_patch_size=2,
-        merge_size=2)
-    return config, processor
+    return family.random_config(spec, text, TOKEN_ID)
 
 
 def _byte_tokenizer():

@@ -17,21 +17,20 @@ length before / after merging, q new tokens, D hidden size.
 """
 from __future__ import annotations
 
-import logging
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 from transformers.masking_utils import create_causal_mask
 
-from ..baselines import last_token_attention
 from ..config import STTMConfig
 from ..merge import MergeResult
-from .adapters import VideoLLMAdapter, VideoSpan, adapter_for
-
-log = logging.getLogger(__name__)
+from ..methods import reduce_tokens
+from .base import VideoLLMAdapter, VideoSpan
+from .registry import adapter_for
 
 
 @dataclass
@@ -62,8 +61,9 @@ class LayerInput:
 
 @dataclass
 class STTMState:
-    """What `patch` attaches as `model.sttm`. One forward at a time: users that share a model
-    across threads (the app) hold `lock` around their calls."""
+    """What `patch` attaches as `model.sttm`: the config the hooks apply and what the last
+    prefill left. One forward at a time: users that share a model across threads (the app)
+    run their calls inside `using(...)`, which holds `lock`."""
 
     config: STTMConfig
     adapter: VideoLLMAdapter
@@ -81,10 +81,15 @@ class STTMState:
         """MergeResult of the last prefill's first video (None if nothing was merged)."""
         return self.prefill.merges[0] if self.prefill and self.prefill.merges else None
 
-    @property
-    def merges(self) -> list[MergeResult]:
-        """MergeResults of the last prefill, one per video, in batch order."""
-        return self.prefill.merges if self.prefill else []
+    @contextmanager
+    def using(self, config: STTMConfig, prefill: "MergedPrefill | None" = None,
+              layer_input: "LayerInput | None" = None, keep_layer_input: bool = True):
+        """Hold the model for one caller: its config (checked against this model by the
+        caller, once) and the prefix state it continues from are in place until it is done."""
+        with self.lock:
+            self.config, self.prefill, self.layer_input = config, prefill, layer_input
+            self.keep_layer_input = keep_layer_input
+            yield self
 
 
 def patch(model: nn.Module, config: STTMConfig | None = None) -> nn.Module:
@@ -93,7 +98,7 @@ def patch(model: nn.Module, config: STTMConfig | None = None) -> nn.Module:
     Patching again replaces the config. `unpatch(model)` restores the original behaviour."""
     config = config or STTMConfig()
     adapter = adapter_for(model)
-    check_merge_layer(config, adapter)
+    adapter.check_merge_layer(config.merge_layer)
     if hasattr(model, "sttm"):
         unpatch(model)
     state = STTMState(config, adapter)
@@ -105,12 +110,6 @@ def patch(model: nn.Module, config: STTMConfig | None = None) -> nn.Module:
          for i, layer in enumerate(adapter.decoder_layers)]
     model.sttm = state
     return model
-
-
-def check_merge_layer(config: STTMConfig, adapter: VideoLLMAdapter) -> None:
-    if not 0 <= config.merge_layer < adapter.num_layers:
-        raise ValueError(f"merge_layer={config.merge_layer} is out of range: this model has "
-                         f"{adapter.num_layers} decoder layers (0..{adapter.num_layers - 1})")
 
 
 def unpatch(model: nn.Module) -> nn.Module:
@@ -184,26 +183,26 @@ class _Hooks:
             if self.state.config.merges_nothing:  # record the prefill, change nothing
                 self.state.prefill = self._unmerged_prefill(hidden, spans)
                 return None
-            return self.merge_prefill(hidden, kwargs, spans)
+            return self.reduce_prefill(hidden, kwargs, spans)
         if self.state.prefill is None or not self.state.prefill.merges:
             return None
         return self.continue_after_prefill(hidden)
 
-    def merge_prefill(self, hidden: Tensor, kwargs: dict, spans: list[VideoSpan]) -> dict:
+    def reduce_prefill(self, hidden: Tensor, kwargs: dict, spans: list[VideoSpan]) -> dict:
         start = time.perf_counter()
         B, L, _ = hidden.shape
         valid = self._valid(B, L, hidden.device)
         attention = None
+        adapter = self.state.adapter
         if self.state.config.query_aware:  # FastV ranks video tokens by the last token's attention
-            layer = self.state.adapter.decoder_layers[self.k]
-            attention = last_token_attention(layer, hidden, kwargs["position_embeddings"], valid)
-        merged, slots, slot_valid, merges = merge_sequence(hidden, valid, spans, self.state.config,
-                                                           attention)
+            attention = adapter.last_token_attention(adapter.decoder_layers[self.k], hidden,
+                                                     kwargs["position_embeddings"], valid)
+        merged, slots, slot_valid, merges = reduce_sequence(hidden, valid, spans,
+                                                            self.state.config, attention)
         self.state.prefill = MergedPrefill(L, slots, slot_valid, self._next_position(B, L, hidden),
                                            spans, merges)
         self.merged_hidden = merged
         built = {"attention_mask": self._mask(merged, slot_valid.long())}
-        adapter = self.state.adapter
         if adapter.position_mode == "keep":  # each merged token keeps its representative's ids
             cos, sin = kwargs["position_embeddings"]
             built["position_embeddings"] = (_gather(cos, slots), _gather(sin, slots))
@@ -296,9 +295,9 @@ def remerge(model: nn.Module, cache) -> Tensor:
     return hidden
 
 
-def merge_sequence(hidden: Tensor, valid: Tensor, spans: list[VideoSpan], config: STTMConfig,
-                   attention: Tensor | None = None):
-    """Merge each video span of a batch of sequences; text tokens stay as they are.
+def reduce_sequence(hidden: Tensor, valid: Tensor, spans: list[VideoSpan], config: STTMConfig,
+                    attention: Tensor | None = None):
+    """Reduce each video span of a batch of sequences; text tokens stay as they are.
 
     hidden [B, L, D], valid [B, L], attention [B, L] (query-aware methods only)
     -> (merged [B, L', D] left-padded, slots [B, L'] original
@@ -312,7 +311,7 @@ def merge_sequence(hidden: Tensor, valid: Tensor, spans: list[VideoSpan], config
         T, H, W = span.grid
         grid_positions = span.start + torch.arange(T * H * W, device=hidden.device)
         scores = None if attention is None else attention[span.row, grid_positions].view(T, H, W)
-        result = config.merge(hidden[span.row, grid_positions].view(T, H, W, D), scores)
+        result = reduce_tokens(hidden[span.row, grid_positions].view(T, H, W, D), config, scores)
         first_patch = (result.boxes[:, 0] * H + result.boxes[:, 1]) * W + result.boxes[:, 2]
         representatives = grid_positions[first_patch]
         keep[span.row, grid_positions] = False

@@ -17,21 +17,11 @@ logits stay in memory for that video only, to give every other cell `agree` and 
 With `--features pixel` (per-patch pixels, `sttm_core.pixels`) a cell is one merge: one row
 with keep ratios only.
 """
+from .cli import main, parse_args
 from .plan import Setting, plan_settings
 from .report import format_table, recommend, summarize
-from .results import BASELINES, KEY, METHOD_ORDER, MODEL_COLUMNS, PIXEL_COLUMNS
+from .results import KEY, MODEL_COLUMNS, PIXEL_COLUMNS
 from .runner import Outcome, run
 
-__all__ = ["BASELINES", "KEY", "METHOD_ORDER", "MODEL_COLUMNS", "Outcome", "PIXEL_COLUMNS",
-           "Setting", "format_table", "main", "parse_args", "plan_settings", "recommend", "run",
-           "summarize"]
-
-
-def main(argv=None) -> int:
-    from .__main__ import main as cli_main
-    return cli_main(argv)
-
-
-def parse_args(argv=None):
-    from .__main__ import parse_args as cli_parse_args
-    return cli_parse_args(argv)
+__all__ = ["KEY", "MODEL_COLUMNS", "Outcome", "PIXEL_COLUMNS", "Setting", "format_table", "main",
+           "parse_args", "plan_settings", "recommend", "run", "summarize"]

@@ -8,15 +8,17 @@ from itertools import product
 from pathlib import Path
 
 from ..config import STTMConfig
+from ..methods import METHODS
 from ..qa import QAItem
-from .results import METHOD_ORDER, done_cells, fmt
+from .results import done_cells, fmt
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One reduction setting: a (tauS, tauT) grid point, a token budget, or all tokens."""
+    """One reduction setting: a method (sttm_core.methods) at a (tauS, tauT) grid point, at a
+    token budget, or all tokens."""
 
-    method: str                      # "all", "sttm" or one of BASELINES
+    method: str                      # a key of METHODS
     tau_s: float | None = None       # grid point: tauS
     tau_t: float | None = None       # grid point: tauT (None = temporal merging off)
     budget: float | None = None      # keep ratio asked for; tauS/tauT chosen per video
@@ -33,31 +35,29 @@ class Setting:
 
     @property
     def label(self) -> str:
-        if self.method == "all":
-            return "all tokens"
-        name = "STTM" if self.method == "sttm" else self.method
+        name = METHODS[self.method].label
         if self.is_grid:
             tau_t = "off" if self.tau_t is None else f"{self.tau_t:g}"
             return f"{name} τS {self.tau_s:g} τT {tau_t}"
-        return f"{name} {self.budget:.0%}"
+        return name if self.budget is None else f"{name} {self.budget:.0%}"
 
     def config(self, root_level: int, merge_layer: int) -> STTMConfig:
-        if self.method == "all":
-            return STTMConfig.disabled(merge_layer)
         if self.is_grid:
-            return STTMConfig(self.tau_s, self.tau_t, root_level, merge_layer)
-        return STTMConfig(root_level=root_level, merge_layer=merge_layer,
-                          keep_ratio=self.budget, method=self.method)
+            return STTMConfig(self.tau_s, self.tau_t, root_level, merge_layer, self.method)
+        return STTMConfig(root_level=root_level, merge_layer=merge_layer, method=self.method,
+                          keep_ratio=self.budget)
 
 
 def plan_settings(methods, tau_s, tau_t, budgets, reference: bool) -> list[Setting]:
-    """The settings of a sweep: all tokens first (when `reference`), STTM at every grid point
-    (tau_s x tau_t) and every budget, each baseline at every budget."""
+    """The settings of a sweep, in the registry's order: all tokens first (when `reference`),
+    each method that takes thresholds at every grid point (tau_s x tau_t), each method that
+    takes a budget at every budget."""
     settings = [Setting("all")] if reference else []
-    if "sttm" in methods:
-        settings += [Setting("sttm", s, t) for s, t in product(tau_s, tau_t)]
-    for method in (m for m in METHOD_ORDER[1:] if m in methods):
-        settings += [Setting(method, budget=b) for b in budgets]
+    for method in (m for m in METHODS.values() if m.name in methods):
+        if method.takes == "thresholds":
+            settings += [Setting(method.name, s, t) for s, t in product(tau_s, tau_t)]
+        elif method.takes == "budget":
+            settings += [Setting(method.name, budget=b) for b in budgets]
     return settings
 
 

@@ -6,13 +6,14 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-from .report import mean
-from .results import KEY, METHOD_ORDER
+from ..methods import METHODS
+from .report import STTM, mean
+from .results import KEY
 
-COLORS = {"all": "#222222", "sttm": "#1f5fbf", "uniform": "#e08a1e", "spatial_only": "#2e9e4f",
-          "temporal_only": "#c8323c", "fastv": "#8b54b8"}
-MARKERS = {"all": "*", "sttm": "o", "uniform": "s", "spatial_only": "^", "temporal_only": "v",
-           "fastv": "D"}
+COLORS = {"all": "#222222", "sttm": "#1f5fbf", "sttm_budget": "#4fa3e0", "uniform": "#e08a1e",
+          "spatial_only": "#2e9e4f", "temporal_only": "#c8323c", "fastv": "#8b54b8"}
+MARKERS = {"all": "*", "sttm": "o", "sttm_budget": "P", "uniform": "s", "spatial_only": "^",
+           "temporal_only": "v", "fastv": "D"}
 DPI = 110
 
 
@@ -51,13 +52,14 @@ def plot_pareto(path: Path, summary, recommended, max_drop: float) -> Path | Non
     if not points:
         return None
     fig, ax = _figure(7.5, 5)
-    for method in METHOD_ORDER[1:]:
+    for method in list(METHODS)[1:]:
         mine = [r for r in points if r["method"] == method]
         if mine:
             ax.scatter([r["keep_ratio"] for r in mine], [r[metric] for r in mine], s=46,
-                       color=COLORS[method], marker=MARKERS[method], label=method, zorder=3,
+                       color=COLORS[method], marker=MARKERS[method],
+                       label=METHODS[method].label, zorder=3,
                        alpha=0.85, edgecolor="white", linewidth=0.6)
-    _pareto_front(ax, [r for r in points if r["method"] == "sttm"], metric)
+    _pareto_front(ax, [r for r in points if r["method"] in STTM], metric)
     _reference_lines(ax, summary, metric, max_drop)
     if recommended is not None:
         ax.scatter([recommended["keep_ratio"]], [recommended[metric]], s=190, facecolor="none",
@@ -109,7 +111,7 @@ def plot_by_category(path: Path, rows, summary) -> Path | None:
     """Heat maps: accuracy (agreement when no question has an answer) and keep ratio per
     content type, for all tokens and every STTM setting."""
     metric = "correct" if any(r.get("correct") not in ("", None) for r in rows) else "agree"
-    blocks = _blocks([r for r in summary if r["method"] in ("all", "sttm")])
+    blocks = _blocks([r for r in summary if r["method"] in ("all", *STTM)])
     categories = _categories(rows)
     if not blocks or not categories:
         return None
@@ -212,11 +214,11 @@ def plot_ttft(path: Path, summary) -> Path | None:
     if not points:
         return None
     fig, ax = _figure(7, 4.5)
-    for method in METHOD_ORDER:
+    for method in METHODS:
         mine = sorted((r for r in points if r["method"] == method), key=lambda r: r["keep_ratio"])
         if mine:
             ax.plot([r["keep_ratio"] for r in mine], [r["ttft_cold_s"] for r in mine],
-                    marker=MARKERS[method], color=COLORS[method], label=method,
+                    marker=MARKERS[method], color=COLORS[method], label=METHODS[method].label,
                     ls="none" if method == "sttm" else "-", ms=8 if method == "all" else 6)
     ax.set(xlabel="video tokens kept (keep ratio)", ylabel="TTFT (s)", xlim=(0, 1.04),
            title="Time to first token of a video's first question (vision encoder excluded)")

@@ -8,6 +8,8 @@ from pathlib import Path
 from .plan import Setting
 from .results import KEY, fmt
 
+STTM = ("sttm", "sttm_budget")  # the settings a recommendation chooses from
+
 SUMMARY_COLUMNS = ("method", "tau_s", "tau_t", "budget", "label", "videos", "questions",
                    "keep_ratio", "spatial_keep_ratio", "tokens_after", "accuracy", "acc_drop",
                    "agreement", "kl", "ttft_s", "ttft_cold_s")
@@ -74,10 +76,10 @@ def write_summary(path: Path, summary: list[dict]) -> None:
 
 
 def recommend(summary: list[dict], max_drop: float) -> tuple[dict | None, str]:
-    """The STTM setting with the lowest keep ratio whose accuracy is at least the all-token
+    """The STTM setting (thresholds or budget) with the lowest keep ratio whose accuracy is at least the all-token
     accuracy minus `max_drop` points (agreement >= 100 - max_drop % when no question has an
     answer); (None, why) when none qualifies or there is nothing to judge by."""
-    sttm = [r for r in summary if r["method"] == "sttm" and r["keep_ratio"] is not None]
+    sttm = [r for r in summary if r["method"] in STTM and r["keep_ratio"] is not None]
     reference = next((r for r in summary if r["method"] == "all"), None)
     if reference and reference["accuracy"] is not None:
         floor, metric = reference["accuracy"] - max_drop, "accuracy"

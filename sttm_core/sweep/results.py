@@ -8,8 +8,8 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
-BASELINES = ("uniform", "spatial_only", "temporal_only", "fastv")
-METHOD_ORDER = ("all", "sttm", *BASELINES)  # also the order of rows and plots
+from ..methods import METHODS
+
 KEY = ("method", "tau_s", "tau_t", "budget", "video", "question_id")
 MODEL_COLUMNS = KEY + ("category", "task", "keep_ratio", "spatial_keep_ratio", "tokens_before",
                        "tokens_after", "tau_s_used", "tau_t_used", "ttft_s", "cache_reused",
@@ -97,8 +97,8 @@ def merge_results(out: Path, columns: tuple[str, ...]) -> list[dict]:
 
 
 def _row_order(row: dict):
-    method = row["method"]
-    rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+    order = list(METHODS)  # the registry's order: all tokens, STTM, then the baselines
+    rank = order.index(row["method"]) if row["method"] in order else len(order)
     return row["video"], rank, row["budget"], row["tau_s"], row["tau_t"], row["question_id"]
 
 

@@ -32,6 +32,7 @@ BARRIER_TIMEOUT = datetime.timedelta(hours=24)
 def run_pixel_video(video: Video, cells: list[Cell], args) -> list[list[dict]]:
     """Merge one video's per-patch pixel features at each cell's setting: one row per cell."""
     from ..merge import VideoTokenMerger
+    from ..methods import reduce_tokens
     from ..pixels import pixel_patch_features
     from ..video import load_video
 
@@ -40,7 +41,7 @@ def run_pixel_video(video: Video, cells: list[Cell], args) -> list[list[dict]]:
     out = []
     for cell in cells:
         start = time.perf_counter()
-        res = cell.setting.config(args.root_level, args.merge_layer).merge(merger)
+        res = reduce_tokens(merger, cell.setting.config(args.root_level, args.merge_layer))
         out.append([dict(zip(KEY, (*cell.key, "")), category=video.category,
                          frames=clip.num_frames, merge_s=time.perf_counter() - start,
                          **_merge_columns(res))])
@@ -54,9 +55,8 @@ def _merge_columns(res) -> dict:
         return dict(keep_ratio=1.0, spatial_keep_ratio=1.0, tau_s_used="", tau_t_used="")
     return dict(keep_ratio=res.keep_ratio, spatial_keep_ratio=res.spatial_keep_ratio,
                 tokens_before=res.token_map.numel(), tokens_after=res.num_tokens,
-                tau_s_used=float(res.spatial_threshold),
-                tau_t_used="none" if res.temporal_threshold is None
-                else float(res.temporal_threshold))
+                tau_s_used="none" if res.spatial_threshold is None else res.spatial_threshold,
+                tau_t_used="none" if res.temporal_threshold is None else res.temporal_threshold)
 
 # ----------------------------------------------------------------------------- model cells
 
@@ -66,7 +66,7 @@ def run_model_video(loaded, video: Video, cells: list[Cell], reference_done: boo
     all-token answers come first (recomputed, not written, when `reference_done`)."""
     from ..chat import VideoChat
 
-    chat = VideoChat(loaded, STTMConfig.disabled(args.merge_layer), num_frames=args.frames,
+    chat = VideoChat(loaded, STTMConfig.all_tokens(args.merge_layer), num_frames=args.frames,
                      max_pixels=args.max_pixels, max_new_tokens=args.max_new_tokens)
     if reference_done:
         log.info("%s: re-running all tokens for agree / kl", video.key)

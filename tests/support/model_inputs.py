@@ -14,14 +14,8 @@ def prompt_inputs(loaded, frames, questions=("What happens?",), fps=4.0):
     pad = tokenizer.pad_token_id
     input_ids = torch.tensor([[pad] * (length - len(r)) + r for r in rows])
     mask = torch.tensor([[0] * (length - len(r)) + [1] * len(r) for r in rows])
-    inputs = dict(input_ids=input_ids, attention_mask=mask)
-    if adapter.family == "qwen2_vl":
-        n = len(rows)
-        inputs["mm_token_type_ids"] = (input_ids == adapter.video_token_id).int() * 2
-        inputs["pixel_values_videos"] = video["pixel_values_videos"].repeat(n, 1)
-        inputs["video_grid_thw"] = video["video_grid_thw"].repeat(n, 1)
-        if "second_per_grid_ts" in video:
-            inputs["second_per_grid_ts"] = video["second_per_grid_ts"].repeat(n)
-    else:
-        inputs["pixel_values_videos"] = video["pixel_values_videos"].repeat(len(rows), 1, 1, 1, 1)
+    # every video tensor of a batch stacks (or concatenates) its rows' along dim 0
+    batched = {k: v.repeat(len(rows), *[1] * (v.dim() - 1)) for k, v in video.items()}
+    inputs = dict(input_ids=input_ids, attention_mask=mask, **batched,
+                  **adapter.prefill_inputs(input_ids))
     return inputs, len(prefix)

@@ -1,0 +1,232 @@
+"""STTM token merging: `merge_video_tokens` and the reusable `VideoTokenMerger`.
+
+features [T, H, W, C] -> quadtree pyramid -> spatial tokens (coarse-to-fine search, tauS)
+-> temporal groups of nested tokens in consecutive frames (tauT) -> MergeResult.
+Imports torch only; runs on any device; outputs keep the input dtype, similarities are fp32.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Real
+
+import torch
+from torch import Tensor
+
+from .quadtree import QuadtreePyramid, SpatialTokens, pyramid_sizes
+from .temporal import (TEMPORAL_MODES, candidate_pairs, group_labels, merge_groups,
+                       pair_similarity)
+
+OFF = None  # a threshold that turns its half of the merge off (for tauS any value > 1 does too)
+
+
+@dataclass
+class MergeResult:
+    """Merged video tokens. Token order: by (t, y0, x0) of each token's first occurrence."""
+
+    features: Tensor          # [N, C] merged tokens, input dtype
+    boxes: Tensor             # [N, 5] (t, y0, x0, y1, x1) first occurrence, patch units, exclusive
+    num_patches: Tensor       # [N] patches each token stands for, over all frames it spans
+    token_map: Tensor         # [T, H, W] output token of each input patch
+    spatial_boxes: Tensor     # [S, 5] per-frame multi-granular tokens before temporal merging
+    spatial_to_token: Tensor  # [S] output token each of them went into
+    spatial_threshold: float | None   # tauS used; OFF: no spatial merging
+    temporal_threshold: float | None  # tauT used; OFF: no temporal merging
+    root_level: int | None    # pyramid level the search started from (None: no quadtree)
+    temporal_mode: str | None
+    method: str = "sttm"      # the reduction that made it (sttm_core.methods)
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        """(T, H, W) of the input."""
+        return tuple(self.token_map.shape)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.features.shape[0]
+
+    @property
+    def num_spatial_tokens(self) -> int:
+        return self.spatial_boxes.shape[0]
+
+    @property
+    def keep_ratio(self) -> float:
+        """Tokens kept after spatial and temporal merging, as a fraction of T*H*W."""
+        return self.num_tokens / self.token_map.numel()
+
+    @property
+    def spatial_keep_ratio(self) -> float:
+        """Tokens kept after spatial merging alone, as a fraction of T*H*W."""
+        return self.num_spatial_tokens / self.token_map.numel()
+
+    @property
+    def frame_span(self) -> Tensor:
+        """[N, 2] first and last frame (inclusive) each token spans. With temporal_mode
+        "components" or "best_match" a chain covers every frame in between; the official
+        union-find (default) can group frames t and t+2 without t+1."""
+        last = self.boxes[:, 0].clone()
+        last.scatter_reduce_(0, self.spatial_to_token, self.spatial_boxes[:, 0], reduce="amax")
+        return torch.stack([self.boxes[:, 0], last], dim=1)
+
+    def cpu(self) -> "MergeResult":
+        """A copy with every tensor on the CPU (for drawing)."""
+        moved = {k: v.cpu() if isinstance(v, Tensor) else v for k, v in vars(self).items()}
+        return MergeResult(**moved)
+
+
+class VideoTokenMerger:
+    """Builds a video's quadtree pyramid once; `merge` then takes any thresholds and root level.
+
+    >>> merger = VideoTokenMerger(features)            # features [T, H, W, C]
+    >>> merger.merge(0.8, 0.6, root_level=1).num_tokens
+    Re-merging reads only small per-node similarity maps, so sliders and budget searches are
+    cheap. head_dim: average the cosine similarity over heads of this size; area_weighted:
+    average by patch count (pyramid pooling and temporal means) instead of plain means.
+    """
+
+    def __init__(self, features: Tensor, *, head_dim: int | None = None,
+                 area_weighted: bool = False):
+        check_features(features, head_dim)
+        self.head_dim = head_dim
+        self.area_weighted = area_weighted
+        self.pyramid = QuadtreePyramid(features, head_dim, area_weighted)
+        check_finite(features, self.pyramid.levels[0])
+
+    @property
+    def num_levels(self) -> int:
+        return self.pyramid.num_levels
+
+    @property
+    def level_sizes(self) -> list[tuple[int, int]]:
+        """Grid of each root_level choice, coarse -> fine (e.g. [(2, 2), (4, 4), (7, 7), (14, 14)])."""
+        return list(self.pyramid.sizes)
+
+    def temporal_candidates(self, spatial: SpatialTokens) -> tuple[Tensor, Tensor, Tensor]:
+        """(earlier [P], later [P], similarity [P]) of the nested pairs of consecutive frames."""
+        earlier, later = candidate_pairs(spatial.token_map, spatial.boxes)
+        return earlier, later, pair_similarity(spatial.features, earlier, later, self.head_dim)
+
+    def merge(self, spatial_threshold: float | None = 0.8,
+              temporal_threshold: float | None = 0.6, root_level: int = 1,
+              temporal_mode: str = "official") -> MergeResult:
+        """Merge with these settings (as in merge_video_tokens); checked here, trusted below."""
+        check_threshold("spatial_threshold", spatial_threshold)
+        check_threshold("temporal_threshold", temporal_threshold)
+        check_temporal_mode(temporal_mode)
+        root_level = check_root_level(root_level, self.pyramid.sizes)  # negative -> from the top
+        spatial = self.pyramid.tokens(self.pyramid.search(spatial_threshold, root_level))
+        if temporal_threshold is OFF:
+            label = torch.arange(len(spatial.boxes), device=spatial.boxes.device)
+        else:
+            earlier, later, sim = self.temporal_candidates(spatial)
+            label = group_labels(len(spatial.boxes), earlier, later, sim, temporal_threshold,
+                                 temporal_mode)
+        return self.finish(spatial, label, spatial_threshold, temporal_threshold, root_level,
+                           temporal_mode)
+
+    def finish(self, spatial: SpatialTokens, label: Tensor, spatial_threshold: float | None,
+               temporal_threshold: float | None, root_level: int,
+               temporal_mode: str) -> MergeResult:
+        """Turn spatial tokens and their temporal group labels [S] into a MergeResult."""
+        areas = spatial.areas
+        is_rep = label == torch.arange(len(label), device=label.device)
+        if bool(is_rep.all()):
+            features, group_of = spatial.features, label  # nothing merged in time
+        else:
+            weights = areas if self.area_weighted else torch.ones_like(areas)
+            features, group_of = merge_groups(spatial.features, weights, label)
+        num_patches = torch.zeros(len(features), dtype=torch.long, device=areas.device)
+        num_patches.index_add_(0, group_of, areas)
+        return MergeResult(
+            features=features, boxes=spatial.boxes[is_rep], num_patches=num_patches,
+            token_map=group_of[spatial.token_map], spatial_boxes=spatial.boxes,
+            spatial_to_token=group_of, spatial_threshold=_used(spatial_threshold),
+            temporal_threshold=_used(temporal_threshold), root_level=root_level,
+            temporal_mode=temporal_mode)
+
+
+def merge_video_tokens(features: Tensor, spatial_threshold: float | None = 0.80,
+                       temporal_threshold: float | None = 0.60, root_level: int = 1, *,
+                       temporal_mode: str = "official", head_dim: int | None = None,
+                       area_weighted: bool = False) -> MergeResult:
+    """Merge a video's patch tokens into multi-granular spatio-temporal tokens (STTM).
+
+    features: [T, H, W, C] any float dtype and device.
+    spatial_threshold (tauS): a quadtree node becomes one token iff its cosine similarity to
+        each of its children is >= tauS; OFF (None) or any value > 1 disables spatial merging.
+    temporal_threshold (tauT): nested tokens of consecutive frames with similarity >= tauT
+        merge into one token; OFF (None) disables temporal merging.
+    root_level: where the coarse-to-fine search starts, an index into the pyramid's levels
+        coarse -> fine (0 = coarsest, -1 = the patch grid itself, i.e. no spatial merging).
+    temporal_mode: "official" (default, the official code's tokens), "components" or
+        "best_match"; see sttm_core.temporal.
+    head_dim: average cosine similarities over heads of this size; area_weighted: weight the
+        averages by patch count. Both off by default, as in the paper.
+    """
+    merger = VideoTokenMerger(features, head_dim=head_dim, area_weighted=area_weighted)
+    return merger.merge(spatial_threshold, temporal_threshold, root_level, temporal_mode)
+
+
+# --- input checks: clear ValueErrors before any work -----------------------------------------
+
+def check_features(features, head_dim: int | None = None) -> None:
+    if not isinstance(features, Tensor):
+        raise ValueError(f"features must be a torch.Tensor [T, H, W, C], got {type(features).__name__}")
+    if features.dim() != 4:
+        raise ValueError(f"features must have shape [T, H, W, C] (4 dims), got {tuple(features.shape)}")
+    if 0 in features.shape:
+        raise ValueError(f"features has an empty dimension: shape {tuple(features.shape)} "
+                         "(need at least 1 frame, a 1x1 grid and 1 channel)")
+    if not features.is_floating_point():
+        raise ValueError(f"features must be a floating-point tensor, got {features.dtype}")
+    if head_dim is not None:
+        channels = features.shape[-1]
+        if not _is_int(head_dim) or head_dim <= 0 or channels % head_dim:
+            raise ValueError(f"head_dim={head_dim!r} must be a positive integer dividing the "
+                             f"{channels} channels")
+
+
+def check_finite(features: Tensor, coarsest: Tensor) -> None:
+    """A NaN/inf feature reaches the coarsest pyramid level (a mean over every patch), so that
+    small tensor is checked first; the full count is only taken for the message."""
+    if not bool(torch.isfinite(coarsest).all()):
+        bad = int((~torch.isfinite(features)).sum())
+        if bad:
+            raise ValueError(f"features contain {bad} NaN/inf values; merging needs finite features")
+
+
+def _used(threshold: float | None) -> float | None:
+    """A threshold as results report it: OFF when it merges nothing, else a float."""
+    return OFF if threshold is OFF or threshold > 1 else float(threshold)
+
+
+def check_threshold(name: str, value) -> None:
+    if value is OFF:
+        return
+    if not isinstance(value, Real) or isinstance(value, bool):
+        raise ValueError(f"{name} must be a number or OFF (None), got {value!r}")
+    if math.isnan(value) or value < -1:
+        raise ValueError(f"{name}={value} is out of range: cosine similarity thresholds lie in "
+                         "[-1, 1] (a value above 1 merges nothing)")
+
+
+def check_root_level(root_level, sizes: list[tuple[int, int]]) -> int:
+    """Validate a root level (negative counts from the finest level) and return it as >= 0."""
+    n = len(sizes)
+    if not _is_int(root_level) or not -n <= root_level < n:
+        grids = ", ".join(f"{i}: {h}x{w}" for i, (h, w) in enumerate(sizes))
+        raise ValueError(f"root_level={root_level!r} is out of range for a {sizes[-1][0]}x"
+                         f"{sizes[-1][1]} grid; its levels are {grids} (or -{n}..-1)")
+    return root_level % n
+
+
+def check_temporal_mode(mode) -> None:
+    if mode not in TEMPORAL_MODES:
+        raise ValueError(f"temporal_mode={mode!r} is not one of {TEMPORAL_MODES}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+__all__ = ["OFF", "MergeResult", "VideoTokenMerger", "merge_video_tokens", "pyramid_sizes"]

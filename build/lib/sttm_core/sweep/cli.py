@@ -1,0 +1,134 @@
+"""`sttm-sweep` / `python -m sttm_core.sweep`: parse the command line, run the sweep, print what
+it found."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from itertools import product
+from pathlib import Path
+
+from ..config import STTMConfig
+from ..methods import METHODS
+from .report import format_table
+from .runner import run
+
+CHOOSABLE = tuple(name for name in METHODS if name != "all")  # all tokens is the reference
+BUDGET_METHODS = tuple(m.name for m in METHODS.values() if m.takes == "budget")
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}") from None
+
+
+def _tau_t_list(text: str) -> list[float | None]:
+    values = [v.strip().lower() for v in text.split(",") if v.strip()]
+    try:
+        return [None if v in ("none", "off") else float(v) for v in values]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers or 'none' separated by commas, got {text!r}") from None
+
+
+def _method_list(text: str) -> list[str]:
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in CHOOSABLE]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(CHOOSABLE)}")
+    return methods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sttm-sweep", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Sweep STTM thresholds / token budgets (and baselines) over a QA set: "
+                    "keep ratio, accuracy, agreement and first-token KL vs all tokens, TTFT. "
+                    "Resumable; shard videos over processes with accelerate launch.",
+        epilog="Without --tau-s/--tau-t/--budgets the sweep uses --tau-s 0.7,0.8,0.9 --tau-t "
+               "0.5,0.6 --budgets 0.5,0.3. Given only one of --tau-s / --tau-t, the other is "
+               "the paper's 0.8 / 0.6. Rows go to OUT/results.csv (OUT/results.part<rank>.csv "
+               "while several processes run); a rerun does only the missing cells.")
+    p.add_argument("qa", help="QA file (.jsonl/.json/.csv) or a folder of them")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="hub id or local checkpoint of a supported video LLM")
+    src.add_argument("--features", choices=["pixel"],
+                     help="no model: merge per-patch pixel features, keep ratios only")
+    p.add_argument("--tau-s", type=_float_list, help="tauS values, e.g. 0.7,0.8,0.9")
+    p.add_argument("--tau-t", type=_tau_t_list, help="tauT values, 'none' = temporal off")
+    p.add_argument("--budgets", type=_float_list, help="keep ratios, e.g. 0.5,0.3,0.15")
+    p.add_argument("--methods", type=_method_list,
+                   help=f"comma list of {','.join(CHOOSABLE)} (default: sttm, and every method "
+                        "that takes a budget when there are budgets; fastv needs a model). "
+                        "sttm runs at the tauS x tauT grid, the others at the budgets.")
+    p.add_argument("--frames", type=int, default=16, help="frames sampled per video (16)")
+    p.add_argument("--merge-layer", type=int, default=2, help="decoder layer k (2)")
+    p.add_argument("--root-level", type=int, default=1, help="quadtree root level (1)")
+    p.add_argument("--max-new-tokens", type=int, default=8, help="tokens per answer (8)")
+    p.add_argument("--max-pixels", type=int, help="Qwen-VL frame size cap in pixels")
+    p.add_argument("--limit", type=int, help="only the first N questions (quick tries)")
+    p.add_argument("--skip-missing", action="store_true",
+                   help="skip questions whose video file is missing (default: error)")
+    p.add_argument("--out", default="sweep_out", help="output folder (sweep_out)")
+    p.add_argument("--max-drop", type=float, default=1.0,
+                   help="accuracy points below all tokens allowed for the recommendation (1.0)")
+    p.add_argument("--device", help="cuda / cpu / cuda:1 (default: CUDA when present; one GPU "
+                                    "per process under accelerate launch)")
+    p.add_argument("--device-map", help="'auto' spreads a big model over the visible GPUs")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.tau_s is None and args.tau_t is None and args.budgets is None:
+        args.tau_s, args.tau_t, args.budgets = [0.7, 0.8, 0.9], [0.5, 0.6], [0.5, 0.3]
+    elif args.tau_s is not None or args.tau_t is not None:
+        args.tau_s, args.tau_t = args.tau_s or [0.8], args.tau_t or [0.6]
+    args.tau_s, args.tau_t, args.budgets = args.tau_s or [], args.tau_t or [], args.budgets or []
+    args.methods_given = args.methods is not None
+    # by default the baselines run only when there are budgets to run them at
+    args.methods = args.methods or ["sttm", *(BUDGET_METHODS if args.budgets else ())]
+    _check_args(parser, args)
+    return args
+
+
+def _check_args(parser, args) -> None:
+    if any(not 0 < b <= 1 for b in args.budgets):
+        parser.error(f"--budgets must be in (0, 1], got {args.budgets}")
+    if args.frames < 1 or (args.limit is not None and args.limit < 1):
+        parser.error("--frames and --limit must be >= 1")
+    at_budget = [m for m in args.methods if m in BUDGET_METHODS]
+    if at_budget and not args.budgets:
+        parser.error(f"{', '.join(at_budget)} run at token budgets: give --budgets")
+    try:  # thresholds out of range fail here, not after the model has loaded
+        for s, t in product(args.tau_s, args.tau_t):
+            STTMConfig(s, t, args.root_level, args.merge_layer)
+    except ValueError as err:
+        parser.error(str(err))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:  # the sweep's own dependencies come with the `eval` extra
+        from accelerate import PartialState
+    except ImportError:
+        sys.exit("sttm-sweep needs accelerate: pip install 'sttm-studio[eval]'")
+    outcome = run(args)
+    if PartialState().is_main_process:
+        print(format_table(outcome.summary))
+        print(outcome.reason)
+        out = Path(args.out)
+        print(f"wrote {out / 'results.csv'} ({len(outcome.rows)} rows), {out / 'summary.csv'}"
+              + "".join(f", {p}" for p in outcome.plots))
+    return 0
+
