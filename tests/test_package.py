@@ -42,3 +42,13 @@ def test_an_installed_package_finds_its_examples(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                           text=True, check=True)
     assert done.stdout.split() == ["8", "True"]
+
+
+def test_the_readme_lists_every_reduction_method_as_the_registry_has_it():
+    from sttm_core.methods import METHODS
+
+    readme = (ROOT / "README.md").read_text()
+    for m in METHODS.values():
+        row = (f"| `{m.name}` | {m.label} | {m.takes} | {'yes' if m.query_aware else 'no'} | "
+               f"{m.summary} |")
+        assert row in readme, f"README's methods table is out of date for {m.name}"
