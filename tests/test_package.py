@@ -1,5 +1,6 @@
 """The project as users install it: a wheel with the bundled examples and both commands, which
 work from any folder."""
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,7 +13,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_wheel_carries_the_packages_the_examples_and_the_commands(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps",
+    source = tmp_path / "source"  # setuptools builds inside the source tree: use a copy
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps",
                     "--no-build-isolation", "-q", "-w", str(tmp_path)], check=True)
     (wheel,) = tmp_path.glob("sttm_studio-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
