@@ -132,7 +132,7 @@ def test_lmms_eval_resolves_sttm_and_answers_requests(lmms_env, tiny_checkpoints
                 for q, v in zip(QUESTIONS, VIDEO_OF)]
     common = (f"pretrained={checkpoint},num_frames={SETTINGS['num_frames']},"
               f"max_pixels={SETTINGS['max_pixels']}")
-    sttm_log, fastv_log = tmp_path / "sttm.jsonl", tmp_path / "fastv.jsonl"
+    sttm_log, fastv_log = tmp_path / "sttm.jsonl", tmp_path / "new_folder" / "fastv.jsonl"
     found = drive(lmms_env, tmp_path, [
         {"model_args": f"{common},tau_s=0.85,tau_t=0.65,merge_layer=2,log_file={sttm_log}",
          "requests": requests},

@@ -67,6 +67,9 @@ class STTMLmms(lmms):
                              "a prefix; launch it without accelerate / torchrun")
         self.settings = parse_model_args(model_args)
         s = self.settings
+        if s.log_file:  # a log that cannot be written fails now, before the model loads
+            Path(s.log_file).parent.mkdir(parents=True, exist_ok=True)
+            open(s.log_file, "a").close()
         loaded = load_model(s.pretrained, device=s.device,
                             dtype=None if s.dtype == "auto" else getattr(torch, s.dtype),
                             attn_implementation=s.attn_implementation)
