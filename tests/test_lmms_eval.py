@@ -130,18 +130,24 @@ def test_lmms_eval_resolves_sttm_and_answers_requests(lmms_env, tiny_checkpoints
                  "gen_kwargs": {"max_new_tokens": 6, "temperature": 0, "do_sample": False,
                                 "num_beams": 1, "top_p": 1.0, "until": ["\n\n"]}}
                 for q, v in zip(QUESTIONS, VIDEO_OF)]
-    common = (f"pretrained={checkpoint},num_frames={SETTINGS['num_frames']},"
+    common = (f"pretrained={checkpoint},device=cpu,num_frames={SETTINGS['num_frames']},"
               f"max_pixels={SETTINGS['max_pixels']}")
     sttm_log, fastv_log = tmp_path / "sttm.jsonl", tmp_path / "new_folder" / "fastv.jsonl"
+    refused_log = tmp_path / "refused.jsonl"
     found = drive(lmms_env, tmp_path, [
         {"model_args": f"{common},tau_s=0.85,tau_t=0.65,merge_layer=2,log_file={sttm_log}",
          "requests": requests},
         {"model_args": f"{common},method=fastv,keep_ratio=0.5,merge_layer=1,log_file={fastv_log}",
-         "requests": requests}])
+         "requests": requests},
+        {"model_args": f"{common},log_file={refused_log}",  # the 2nd request's video is missing
+         "requests": [requests[0], dict(requests[1], video=str(tmp_path / "gone.mp4"))]}])
 
     assert found["listed"] and found["class"] == "sttm_core.lmms_plugin.model.STTMLmms"
     assert Path(found["sttm_core"]).resolve().parent.parent == ROOT  # this checkout's code ran
-    sttm, fastv = found["runs"]
+    sttm, fastv, refused = found["runs"]
+    # a bad request stops the run before any question is answered
+    assert "task videomme, doc 1: the video" in refused["error"] and "gone.mp4" in refused["error"]
+    assert refused_log.read_text() == ""
     configs = [STTMConfig(0.85, 0.65, root_level=1, merge_layer=2),
                STTMConfig(method="fastv", keep_ratio=0.5, merge_layer=1)]
     assert [sttm["config"], fastv["config"]] == [asdict(c) for c in configs]

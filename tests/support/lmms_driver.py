@@ -5,7 +5,8 @@ process (importing lmms-eval changes global warnings filters and logging sinks):
 
 SPEC: {"task": ..., "split": ..., "runs": [{"model_args": "pretrained=...,tau_s=0.85",
        "requests": [{"context": ..., "gen_kwargs": {...}, "video": PATH}, ...]}, ...]}
-OUT:  what lmms-eval resolved and, per run, the parsed config and the answers in request order.
+OUT:  what lmms-eval resolved and, per run, the parsed config and the answers in request order
+      (or the ValueError that refused the requests).
 The test that runs it makes the assertions.
 """
 import dataclasses
@@ -38,7 +39,11 @@ def run(spec: dict) -> dict:
                              idx=0, metadata={"task": task, "doc_id": doc_id, "repeats": 1,
                                               "split": split})
                     for doc_id, r in enumerate(run_spec["requests"])]
-        answers = [unwrap_generation_output(x) for x in lm.generate_until(requests)]
+        try:
+            answers = [unwrap_generation_output(x) for x in lm.generate_until(requests)]
+        except ValueError as err:  # a bad request
+            out["runs"].append({"error": str(err)})
+            continue
         try:
             lm.loglikelihood(requests)
             refused = None
