@@ -45,7 +45,7 @@ VIDEO_OF = [0, 1, 0, 0, 1]  # the videos' questions interleave, as a task's docs
 def lmms_env(request, tmp_path_factory):
     """os.environ for a process that imports lmms-eval and sees this checkout's entry point."""
     paths = [*_lmms_eval_site(request, tmp_path_factory), *_entry_point_shim(tmp_path_factory),
-             str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
+             str(ROOT / "tests"), str(ROOT), os.environ.get("PYTHONPATH", "")]
     return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p))
 
 
@@ -75,7 +75,7 @@ def _entry_point_shim(tmp_path_factory) -> list[str]:
     not installed) a folder with a dist-info named like the project that declares them: found
     before site-packages, it stands in for the installed metadata in the subprocess."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    declared = pyproject["project"]["entry-points"][GROUP]
+    declared = declared_entry_points()
     try:
         installed = metadata.distribution("sttm-studio").entry_points.select(group=GROUP)
     except metadata.PackageNotFoundError:
@@ -92,12 +92,16 @@ def _entry_point_shim(tmp_path_factory) -> list[str]:
     return [str(folder)]
 
 
+def declared_entry_points() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"][GROUP]
+
+
 def drive(env, tmp_path, runs) -> dict:
     """Run support/lmms_driver.py on these runs; returns what it found."""
     spec, out = tmp_path / "spec.json", tmp_path / "out.json"
     spec.write_text(json.dumps({"task": "videomme", "split": "test", "runs": runs}))
     done = subprocess.run([sys.executable, "-m", "support.lmms_driver", str(spec), str(out)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     return json.loads(out.read_text())
 
@@ -142,6 +146,8 @@ def test_lmms_eval_resolves_sttm_and_answers_requests(lmms_env, tiny_checkpoints
         {"model_args": f"{common},log_file={refused_log}",  # the 2nd request's video is missing
          "requests": [requests[0], dict(requests[1], video=str(tmp_path / "gone.mp4"))]}])
 
+    declared = declared_entry_points()  # lmms-eval loaded this checkout's entry point
+    assert {name: found["entry_points"].get(name) for name in declared} == declared
     assert found["listed"] and found["class"] == "sttm_core.lmms_plugin.model.STTMLmms"
     assert Path(found["sttm_core"]).resolve().parent.parent == ROOT  # this checkout's code ran
     sttm, fastv, refused = found["runs"]
@@ -173,11 +179,11 @@ def test_lmms_eval_resolves_sttm_and_answers_requests(lmms_env, tiny_checkpoints
     assert not any(r["cache_reused"] for r in read_log(fastv_log))
 
 
-def test_sttm_core_never_imports_lmms_eval(lmms_env):
+def test_sttm_core_never_imports_lmms_eval(lmms_env, tmp_path):
     code = ("import importlib.util, sys, sttm_core, sttm_core.chat, sttm_core.lmms_plugin, "
             "sttm_core.lmms_plugin.options; print(importlib.util.find_spec('lmms_eval') is not "
             "None, any(m.split('.')[0] == 'lmms_eval' for m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=lmms_env,
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=lmms_env,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "False"]  # importable there, yet not imported

@@ -17,13 +17,16 @@ import torch
 
 
 def run(spec: dict) -> dict:
+    from importlib.metadata import entry_points
+
     import lmms_eval.models as registry
     from lmms_eval.api.instance import Instance, unwrap_generation_output
 
     import sttm_core
 
     model_class = registry.get_model("sttm")  # lmms-eval's registry, fed by the entry point
-    out = {"listed": "sttm" in registry.list_available_models(),
+    out = {"entry_points": {ep.name: ep.value for ep in entry_points(group="lmms_eval.models")},
+           "listed": "sttm" in registry.list_available_models(),
            "class": f"{model_class.__module__}.{model_class.__qualname__}",
            "sttm_core": sttm_core.__file__, "runs": []}
     task, split = spec["task"], spec["split"]

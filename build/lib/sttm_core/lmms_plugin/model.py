@@ -91,7 +91,7 @@ class STTMLmms(lmms):
         results: list[GenerationResult | None] = [None] * len(questions)
         sink = open(self.settings.log_file, "a") if self.settings.log_file else nullcontext()
         with sink, tqdm(total=len(questions), desc="sttm", disable=self.rank != 0) as bar:
-            for video, group in by_video.items():
+            for group in by_video.values():
                 for question in group:
                     results[question.index] = self._answer(question, sink)
                     bar.update()
