@@ -23,13 +23,15 @@ def test_the_wheel_carries_the_packages_the_examples_and_the_commands(tmp_path):
     examples = sorted(p.name for p in (ROOT / "assets" / "examples").iterdir())
     assert sorted(n.rsplit("/", 1)[1] for n in names
                   if n.startswith("sttm_assets/examples/")) == examples
-    for module in ("sttm_core/models/registry.py", "sttm_core/sweep/cli.py", "sttm_viz/app.py"):
+    for module in ("sttm_core/models/registry.py", "sttm_core/sweep/cli.py", "sttm_viz/app.py",
+                   "sttm_core/lmms_plugin/model.py"):
         assert module in names
     assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
     (entry_points,) = [n for n in names if n.endswith("entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "sttm-studio = sttm_viz.app:main" in text
     assert "sttm-sweep = sttm_core.sweep.cli:main" in text
+    assert "[lmms_eval.models]\nsttm = sttm_core.lmms_plugin:manifests" in text
 
 
 @pytest.mark.parametrize("command, says", [("sttm-studio", "--no-model"),
