@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from numbers import Real
+from numbers import Integral, Real
 
 import torch
 from torch import Tensor
@@ -197,10 +197,13 @@ def check_finite(features: Tensor, coarsest: Tensor) -> None:
 def check_threshold(name: str, value, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if not isinstance(value, Real) or isinstance(value, bool):
+    if not _is_real(value):
         kind = "a number or None" if allow_none else "a number"
         raise ValueError(f"{name} must be {kind}, got {value!r}")
-    if math.isnan(value) or value < -1:
+    if math.isnan(value):
+        raise ValueError(f"{name} is NaN, which is out of range: cosine similarity thresholds "
+                         "lie in [-1, 1] (a value above 1 merges nothing)")
+    if value < -1:
         raise ValueError(f"{name}={value} is out of range: cosine similarity thresholds lie in "
                          "[-1, 1] (a value above 1 merges nothing)")
 
@@ -212,7 +215,7 @@ def check_root_level(root_level, sizes: list[tuple[int, int]]) -> int:
         grids = ", ".join(f"{i}: {h}x{w}" for i, (h, w) in enumerate(sizes))
         raise ValueError(f"root_level={root_level!r} is out of range for a {sizes[-1][0]}x"
                          f"{sizes[-1][1]} grid; its levels are {grids} (or -{n}..-1)")
-    return root_level % n
+    return int(root_level) % n
 
 
 def check_temporal_mode(mode) -> None:
@@ -221,7 +224,13 @@ def check_temporal_mode(mode) -> None:
 
 
 def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An int or a numpy integer scalar (np.int64 ...), not a bool."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    """An int, a float or a numpy scalar of either (np.float32 ...), not a bool; NaN is one."""
+    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 __all__ = ["MergeResult", "VideoTokenMerger", "merge_video_tokens", "pyramid_sizes"]
