@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .merge import OFF, MergeResult, VideoTokenMerger, check_root_level, check_temporal_mode
+from .merge import (OFF, MergeResult, VideoTokenMerger, check_root_level, check_temporal_mode,
+                    is_int, is_real)
 from .temporal import group_labels
 
 BISECT_STEPS = 24  # float bisection on [-1, 1]: resolution ~1e-7, below fp32 cosine noise
@@ -123,13 +124,12 @@ def _why_not(result: MergeResult, keep_ratio: float, merger: VideoTokenMerger, r
 
 
 def _check_budget(keep_ratio, tolerance, spatial_share, max_merges) -> None:
-    def number(value):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number(keep_ratio) or not 0 < keep_ratio <= 1:
+    # numpy scalars are numbers too; NaN fails every range test
+    if not is_real(keep_ratio) or not 0 < keep_ratio <= 1:
         raise ValueError(f"keep_ratio={keep_ratio!r} must be a number in (0, 1], e.g. 0.3")
-    if not number(tolerance) or not 0 <= tolerance < 1:
+    if not is_real(tolerance) or not 0 <= tolerance < 1:
         raise ValueError(f"tolerance={tolerance!r} must be a number in [0, 1)")
-    if not number(spatial_share) or not 0 <= spatial_share <= 1:
+    if not is_real(spatial_share) or not 0 <= spatial_share <= 1:
         raise ValueError(f"spatial_share={spatial_share!r} must be a number in [0, 1]")
-    if not isinstance(max_merges, int) or max_merges < 1:
+    if not is_int(max_merges) or max_merges < 1:
         raise ValueError(f"max_merges={max_merges!r} must be a positive integer")

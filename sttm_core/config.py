@@ -7,9 +7,8 @@ neither. `sttm_core.methods.reduce_tokens(features, config)` applies it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Real
 
-from .merge import OFF, check_temporal_mode, check_threshold, _is_int
+from .merge import OFF, check_temporal_mode, check_threshold, is_int, is_real
 from .methods import METHODS
 
 
@@ -40,19 +39,17 @@ class STTMConfig:
         check_threshold("spatial_threshold", self.spatial_threshold)
         check_threshold("temporal_threshold", self.temporal_threshold)
         check_temporal_mode(self.temporal_mode)
-        if not _is_int(self.root_level):
+        if not is_int(self.root_level):
             raise ValueError(f"root_level must be an integer, got {self.root_level!r}")
-        if not _is_int(self.merge_layer) or self.merge_layer < 0:
+        if not is_int(self.merge_layer) or self.merge_layer < 0:
             raise ValueError(f"merge_layer must be a layer index >= 0, got {self.merge_layer!r}")
-        if self.head_dim is not None and (not _is_int(self.head_dim) or self.head_dim <= 0):
+        if self.head_dim is not None and (not is_int(self.head_dim) or self.head_dim <= 0):
             raise ValueError(f"head_dim must be a positive integer or None, got {self.head_dim!r}")
         self._check_budget()
 
     def _check_budget(self) -> None:
         takes_budget = METHODS[self.method].takes == "budget"
-        if takes_budget and not (isinstance(self.keep_ratio, Real)
-                                 and not isinstance(self.keep_ratio, bool)
-                                 and 0 < self.keep_ratio <= 1):
+        if takes_budget and not (is_real(self.keep_ratio) and 0 < self.keep_ratio <= 1):
             raise ValueError(f"method={self.method!r} keeps a token budget: keep_ratio must be "
                              f"a number in (0, 1], got {self.keep_ratio!r}")
         if not takes_budget and self.keep_ratio is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from numbers import Real
+from numbers import Integral, Real
 
 import torch
 from torch import Tensor
@@ -181,7 +181,7 @@ def check_features(features, head_dim: int | None = None) -> None:
         raise ValueError(f"features must be a floating-point tensor, got {features.dtype}")
     if head_dim is not None:
         channels = features.shape[-1]
-        if not _is_int(head_dim) or head_dim <= 0 or channels % head_dim:
+        if not is_int(head_dim) or head_dim <= 0 or channels % head_dim:
             raise ValueError(f"head_dim={head_dim!r} must be a positive integer dividing the "
                              f"{channels} channels")
 
@@ -203,9 +203,12 @@ def _used(threshold: float | None) -> float | None:
 def check_threshold(name: str, value) -> None:
     if value is OFF:
         return
-    if not isinstance(value, Real) or isinstance(value, bool):
+    if not is_real(value):
         raise ValueError(f"{name} must be a number or OFF (None), got {value!r}")
-    if math.isnan(value) or value < -1:
+    if math.isnan(value):
+        raise ValueError(f"{name} is NaN, which is out of range: cosine similarity thresholds "
+                         "lie in [-1, 1] (a value above 1 merges nothing)")
+    if value < -1:
         raise ValueError(f"{name}={value} is out of range: cosine similarity thresholds lie in "
                          "[-1, 1] (a value above 1 merges nothing)")
 
@@ -213,11 +216,11 @@ def check_threshold(name: str, value) -> None:
 def check_root_level(root_level, sizes: list[tuple[int, int]]) -> int:
     """Validate a root level (negative counts from the finest level) and return it as >= 0."""
     n = len(sizes)
-    if not _is_int(root_level) or not -n <= root_level < n:
+    if not is_int(root_level) or not -n <= root_level < n:
         grids = ", ".join(f"{i}: {h}x{w}" for i, (h, w) in enumerate(sizes))
         raise ValueError(f"root_level={root_level!r} is out of range for a {sizes[-1][0]}x"
                          f"{sizes[-1][1]} grid; its levels are {grids} (or -{n}..-1)")
-    return root_level % n
+    return int(root_level) % n
 
 
 def check_temporal_mode(mode) -> None:
@@ -225,8 +228,14 @@ def check_temporal_mode(mode) -> None:
         raise ValueError(f"temporal_mode={mode!r} is not one of {TEMPORAL_MODES}")
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def is_int(value) -> bool:
+    """An int or a numpy integer scalar (np.int64 ...), not a bool."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def is_real(value) -> bool:
+    """An int, a float or a numpy scalar of either (np.float32 ...), not a bool; NaN is one."""
+    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 __all__ = ["OFF", "MergeResult", "VideoTokenMerger", "merge_video_tokens", "pyramid_sizes"]

@@ -34,7 +34,13 @@ Also accepted, with the same keys:
 
 Every problem is a `QAError` (a ValueError) whose message starts with "<file>:<line>:" ("<file>:"
 for whole-file problems) and says what is wrong: a missing field, fewer than 2 options, an
-answer letter out of range, an unknown file type, a video that does not exist, ...
+answer letter out of range, an unknown file type, a video that does not exist, text that is not
+UTF-8, a CSV field over the csv module's 128 KiB limit, JSON nested too deeply, ...
+
+Limits, so that a hostile file cannot make the model allocate a prompt of millions of tokens:
+a QA file holds at most MAX_QA_FILE_BYTES (20 MiB; split bigger sets into files in one folder),
+a question at most MAX_QUESTION_CHARS (2000) characters, an option at most MAX_OPTION_CHARS
+(1000).
 
 Public benchmarks
 -----------------
@@ -44,9 +50,12 @@ and NExT-QA (multiple choice) as published; their docstrings give the fields the
 from __future__ import annotations
 
 import csv
+import glob
+import io
 import json
 import logging
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import ascii_uppercase
@@ -57,6 +66,9 @@ QA_SUFFIXES = (".jsonl", ".json", ".csv")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 PROMPT_SUFFIX = "Answer with the option's letter from the given choices directly."
 _FIELDS = ("video", "question", "options", "answer", "category", "task", "id")
+MAX_QA_FILE_BYTES = 20 * 2**20  # the largest public sets (VNBench, VideoMME) are a few MB
+MAX_QUESTION_CHARS = 2000       # ~500 tokens; benchmark questions are a few hundred characters
+MAX_OPTION_CHARS = 1000
 
 
 class QAError(ValueError):
@@ -128,24 +140,35 @@ def _jsonl_records(path: Path):
     for line, text in enumerate(_read_text(path).splitlines(), 1):
         if not text.strip():
             continue
-        try:
-            yield line, json.loads(text)
-        except json.JSONDecodeError as err:
-            raise QAError(f"{path}:{line}: not valid JSON "
-                          f"({err.msg} at column {err.colno})") from None
+        with _json_errors(path, line):
+            record = json.loads(text)
+        yield line, record
 
 
 def _json_records(path: Path):
     """(line where the object starts, dict) per element of the top-level list."""
     text = _read_text(path)
-    try:
+    with _json_errors(path):
         data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise QAError(f"{path}:{err.lineno}: not valid JSON "
-                      f"({err.msg} at column {err.colno})") from None
     if not isinstance(data, list):
         raise QAError(f"{path}:1: expected a list of question objects, got {type(data).__name__}")
     return zip(_element_lines(text), data)
+
+
+@contextmanager
+def _json_errors(path: Path, line: int | None = None):
+    """Any failure of json.loads inside as a QAError naming the file and, if known, the line
+    (`line`: the JSON Lines line being parsed; else the decoder's)."""
+    where = str(path) if line is None else f"{path}:{line}"
+    try:
+        yield
+    except json.JSONDecodeError as err:
+        raise QAError(f"{path}:{line or err.lineno}: not valid JSON "
+                      f"({err.msg} at column {err.colno})") from None
+    except RecursionError:  # the decoder recurses once per nesting level
+        raise QAError(f"{where}: JSON nested too deeply to be a question record") from None
+    except ValueError as err:  # e.g. an integer of more than 4300 digits
+        raise QAError(f"{where}: JSON value cannot be read ({err})") from None
 
 
 def _element_lines(text: str):
@@ -167,8 +190,8 @@ def _skip(text: str, pos: int, chars: str) -> int:
 
 def _csv_records(path: Path):
     """(line, dict) per data row; options from option_a.. columns or an `options` column."""
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
+    reader = _csv_reader(path)
+    with _csv_errors(path, reader):
         columns = [c.strip().lower() for c in reader.fieldnames or []]
         option_cols = [c for c in columns if re.fullmatch(r"option_[a-z]", c)]
         absent = [c for c in ("video", "question") if c not in columns]
@@ -191,6 +214,24 @@ def _csv_records(path: Path):
             yield reader.line_num, {**{k: v for k, v in row.items() if v}, "options": options}
 
 
+def _csv_reader(path: Path) -> csv.DictReader:
+    # read whole (the file is under MAX_QA_FILE_BYTES) so a bad encoding is found up front
+    return csv.DictReader(io.StringIO(_read_text(path), newline=""))
+
+
+@contextmanager
+def _csv_errors(path: Path, reader: csv.DictReader):
+    """A csv.Error inside (a field over csv.field_size_limit(), a NUL byte, ...) as a QAError
+    naming the line the reader stopped at."""
+    try:
+        yield
+    except csv.Error as err:
+        hint = (f"; a question may have at most {MAX_QUESTION_CHARS:,} characters"
+                if "field limit" in str(err) else "")
+        line = reader.reader.line_num  # DictReader's own line_num lags a row behind errors
+        raise QAError(f"{path}:{line}: not valid CSV ({err}){hint}") from None
+
+
 def _item(rec, base: Path, where: str, default_id: str) -> QAItem:
     """Validate one record of our format; `where` ("file:line") prefixes every error."""
     if not isinstance(rec, dict):
@@ -201,6 +242,7 @@ def _item(rec, base: Path, where: str, default_id: str) -> QAItem:
     video, question = rec["video"], rec["question"]
     if not isinstance(video, str) or not isinstance(question, str) or not question.strip():
         raise QAError(f"{where}: 'video' and 'question' must be non-empty strings")
+    _check_length(question.strip(), MAX_QUESTION_CHARS, "question", where)
     options = _options(rec["options"], where)
     optional = {}
     for key in ("category", "task", "id"):
@@ -227,9 +269,26 @@ def _options(raw, where: str) -> list[str]:
         raise QAError(f"{where}: at most {len(ascii_uppercase)} options, got {len(options)}")
     if not all(options):
         raise QAError(f"{where}: option {ascii_uppercase[options.index('')]} is empty")
+    for letter, option in zip(ascii_uppercase, options):
+        _check_length(option, MAX_OPTION_CHARS, f"option {letter}", where)
     if len({o.casefold() for o in options}) < len(options):
         raise QAError(f"{where}: options must be distinct, got {options}")
     return options
+
+
+def _check_length(text: str, limit: int, what: str, where: str) -> None:
+    if len(text) > limit:
+        raise QAError(f"{where}: {what} is {len(text):,} characters long; at most {limit:,} "
+                      f"are allowed")
+
+
+def _short(value, limit: int = 60) -> str:
+    """repr of a value for a message, cut to `limit` characters (a field may be megabytes)."""
+    return _clip(repr(value), limit)
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _answer(raw, options: list[str], where: str, text_first: bool) -> str | None:
@@ -240,7 +299,7 @@ def _answer(raw, options: list[str], where: str, text_first: bool) -> str | None
     letters = ascii_uppercase[:len(options)]
     if not isinstance(raw, str):
         raise QAError(f"{where}: 'answer' must be an option letter ({letters[0]}-{letters[-1]}), "
-                      f"got {raw!r}")
+                      f"got {_short(raw)}")
     text = raw.strip()
     if text_first and text in options:
         return letters[options.index(text)]
@@ -249,22 +308,29 @@ def _answer(raw, options: list[str], where: str, text_first: bool) -> str | None
     if text in options:
         return letters[options.index(text)]
     if len(text) == 1 and text.isalpha():
-        raise QAError(f"{where}: answer {text!r} is out of range for {len(options)} options "
+        raise QAError(f"{where}: answer {_short(text)} is out of range for {len(options)} options "
                       f"({letters[0]}-{letters[-1]})")
-    raise QAError(f"{where}: answer {text!r} is neither an option letter "
+    raise QAError(f"{where}: answer {_short(text)} is neither an option letter "
                   f"({letters[0]}-{letters[-1]}) nor the text of an option")
 
 
 def _resolve(video: str, base: Path) -> Path:
-    path = Path(video).expanduser()
+    path = _expand(video)
     return path if path.is_absolute() else base / path
+
+
+def _expand(video: str) -> Path:
+    try:
+        return Path(video).expanduser()
+    except RuntimeError:  # "~someone/..." for a user this machine does not have
+        return Path(video)
 
 
 def _finish(pairs: list[tuple[str, QAItem]], missing: str, source: Path) -> list[QAItem]:
     """The items of (where, item) pairs, after the `missing` policy for absent videos."""
     if not pairs:
         raise QAError(f"{source}: contains no questions")
-    absent = [(where, item) for where, item in pairs if not item.video.is_file()]
+    absent = [(where, item) for where, item in pairs if not _is_file(item.video)]
     if absent and missing == "error":
         where, item = absent[0]
         more = (f" (and {len(absent) - 1} more question(s) whose video is missing)"
@@ -273,7 +339,14 @@ def _finish(pairs: list[tuple[str, QAItem]], missing: str, source: Path) -> list
     if absent:
         log.warning("%s: skipping %d of %d questions whose video is missing, e.g. %s",
                     source, len(absent), len(pairs), absent[0][1].video)
-    return [item for _, item in pairs if item.video.is_file()]
+    return [item for _, item in pairs if _is_file(item.video)]
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False
 
 
 def _check_missing_arg(missing: str) -> None:
@@ -283,9 +356,21 @@ def _check_missing_arg(missing: str) -> None:
 
 def _read_text(path: Path) -> str:
     try:
+        _check_size(path)
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
-        raise QAError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        raise QAError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); "
+                      "save it as UTF-8") from None
+    except OSError as err:
+        raise QAError(f"{path}: cannot be read ({err.strerror or err})") from None
+
+
+def _check_size(path: Path) -> None:
+    size = path.stat().st_size
+    if size > MAX_QA_FILE_BYTES:
+        raise QAError(f"{path}: {size / 2**20:.1f} MiB is more than a QA file may hold "
+                      f"({MAX_QA_FILE_BYTES / 2**20:.0f} MiB); split it into several files "
+                      "in one folder")
 
 
 # ----------------------------------------------------------------------------- prompt / parse
@@ -398,8 +483,10 @@ def load_videomme(path, video_dir, *, missing: str = "error") -> list[QAItem]:
     for where, rec in records:
         nested = isinstance(rec.get("questions"), list)
         for k, sub in enumerate(rec["questions"] if nested else [{}]):
-            merged = {**rec, **sub}
             here = f"{where} question {k + 1}" if nested else where
+            if not isinstance(sub, dict):
+                raise QAError(f"{here}: expected a JSON object, got {type(sub).__name__}")
+            merged = {**rec, **sub}
             stem = str(merged.get("videoID") or merged.get("video_id") or "")
             options = [_strip_letter(o) for o in _list_field(merged, ("options",), here)]
             pairs.append(_bench_item(
@@ -432,10 +519,10 @@ def load_vnbench(path, video_dir, *, missing: str = "error") -> list[QAItem]:
     for where, rec in _benchmark_json(path):
         options = [str(o).strip() for o in _list_field(rec, ("options", "candidates"), where)]
         video = _text_field(rec, "video", where)
-        found = Path(video).expanduser()
-        if not (found.is_absolute() and found.exists()):
+        found = _expand(video)
+        if not (found.is_absolute() and _is_file(found)):
             found = video_dir / video
-            if not found.exists():
+            if not _is_file(found):
                 found = video_dir / Path(video).name
         gt = rec.get("gt", rec.get("answer"))
         if isinstance(gt, int) and not isinstance(gt, bool) and 0 <= gt < len(options):
@@ -470,12 +557,13 @@ def load_nextqa(path, video_dir, *, missing: str = "error") -> list[QAItem]:
     mapping = {}
     for folder in (video_dir, video_dir.parent, path.parent):
         if (folder / "map_vid_vidorID.json").is_file():
-            mapping = json.loads((folder / "map_vid_vidorID.json").read_text())
+            with _json_errors(folder / "map_vid_vidorID.json"):
+                mapping = json.loads(_read_text(folder / "map_vid_vidorID.json"))
             break
     groups = {"C": "causal", "T": "temporal", "D": "descriptive"}
     pairs = []
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
+    reader = _csv_reader(path)
+    with _csv_errors(path, reader):
         columns = set(reader.fieldnames or [])
         absent = [c for c in ("video", "question", "answer", "a0", "a1") if c not in columns]
         if absent:
@@ -484,12 +572,11 @@ def load_nextqa(path, video_dir, *, missing: str = "error") -> list[QAItem]:
             where = f"{path}:{reader.line_num}"
             options = [row[f"a{i}"].strip() for i in range(26) if (row.get(f"a{i}") or "").strip()]
             answer = (row.get("answer") or "").strip()
-            if answer.isdigit():
-                index = int(answer)
-                if index >= len(options):
-                    raise QAError(f"{where}: answer index {index} is out of range for "
-                                  f"{len(options)} options (0-{len(options) - 1})")
-                answer = ascii_uppercase[index]
+            if answer.isdecimal():  # int() of a 5000-digit string would raise
+                if len(answer) > 2 or int(answer) >= len(options):
+                    raise QAError(f"{where}: answer index {_clip(answer)} is out of range "
+                                  f"for {len(options)} options (0-{len(options) - 1})")
+                answer = ascii_uppercase[int(answer)]
             vid = row["video"].strip()
             if vid in mapping:
                 video = video_dir / f"{mapping[vid]}.mp4"
@@ -506,12 +593,16 @@ def load_nextqa(path, video_dir, *, missing: str = "error") -> list[QAItem]:
 def _parquet_records(path: Path):
     if not path.is_file():
         raise QAError(f"{path}: no such file")
+    _check_size(path)
     import pandas as pd  # noqa: PLC0415  (heavy, and only needed for parquet)
     try:
         frame = pd.read_parquet(path)
     except ImportError as err:
         raise ImportError(f"reading {path.name} needs a parquet engine: pip install pyarrow "
                           f"(or pass a .json export of it) ({err})") from err
+    except Exception as err:  # noqa: BLE001  (each engine raises its own kinds)
+        raise QAError(f"{path}: not a readable parquet file ({type(err).__name__}: "
+                      f"{_clip(str(err), 200)})") from None
     for i, rec in enumerate(frame.to_dict(orient="records")):
         rec["options"] = [str(o) for o in rec.get("options", [])]
         yield f"{path} row {i + 1}", rec
@@ -537,6 +628,7 @@ def _bench_item(where, video: Path, rec: dict, options, *, answer, text_first, c
                 id, meta=None) -> tuple[str, QAItem]:
     """(where, QAItem) from already-mapped fields, validated like our own format."""
     question = _text_field(rec, "question", where)
+    _check_length(question, MAX_QUESTION_CHARS, "question", where)
     options = _options(options, where)
     answer = None if answer is None else str(answer)
     return where, QAItem(video=video, question=question, options=options,
@@ -576,10 +668,10 @@ def _find_video(video_dir: Path, stem: str, where: str, nested: bool = False) ->
     if Path(stem).suffix.lower() in VIDEO_SUFFIXES:
         return video_dir / stem
     for suffix in VIDEO_SUFFIXES:
-        if (video_dir / f"{stem}{suffix}").is_file():
+        if _is_file(video_dir / f"{stem}{suffix}"):
             return video_dir / f"{stem}{suffix}"
     if nested:
-        for hit in sorted(video_dir.glob(f"*/{stem}.*")):
+        for hit in sorted(video_dir.glob(f"*/{glob.escape(stem)}.*")):
             if hit.suffix.lower() in VIDEO_SUFFIXES:
                 return hit
     return video_dir / f"{stem}.mp4"

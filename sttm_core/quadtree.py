@@ -19,7 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-EPS = 1e-8
+# Vector norms in this range keep every fp32 sum of a cosine far from overflow and underflow;
+# outside it (features of scale 1e20 or 1e-12, or a norm of 0, which may be squares that
+# underflowed) vectors are rescaled first. The lower end is also the norm floor that makes
+# an all-zero vector's similarity 0.
+NORM_RANGE = (2.0 ** -40, 2.0 ** 40)
 
 
 def pyramid_sizes(height: int, width: int) -> list[tuple[int, int]]:
@@ -34,9 +38,11 @@ def pyramid_sizes(height: int, width: int) -> list[tuple[int, int]]:
 
 def cosine_to_each(items: Tensor, refs: Tensor, head_dim: int | None = None) -> Tensor:
     """fp32 cosine similarity of items to their reference vector (averaged over heads of
-    size head_dim if given). items [n, k, C], refs [n, C] -> [n, k]
+    size head_dim if given), independent of the vectors' scale.
+    items [n, k, C], refs [n, C] -> [n, k]
 
-    A batched matmul reads each vector once and writes no [n, k, C] temporaries.
+    A batched matmul reads each vector once and writes no [n, k, C] temporaries (unless some
+    norm is out of NORM_RANGE: then all vectors are rescaled, see `unit_max_abs`).
     """
     items, refs = items.float(), refs.float()
     if head_dim is not None:  # heads join the batch: [n * nh, k, hd] and [n * nh, hd]
@@ -44,9 +50,32 @@ def cosine_to_each(items: Tensor, refs: Tensor, head_dim: int | None = None) -> 
         items = items.unflatten(-1, (-1, head_dim)).transpose(1, 2).flatten(0, 1)
         refs = refs.unflatten(-1, (-1, head_dim)).flatten(0, 1)
         return cosine_to_each(items, refs).unflatten(0, (n, -1)).mean(dim=1)
+    item_norms, ref_norms = items.norm(dim=-1), refs.norm(dim=-1, keepdim=True)  # [n, k], [n, 1]
+    if not _in_range(item_norms, ref_norms):
+        items, refs = unit_max_abs(items), unit_max_abs(refs)
+        item_norms, ref_norms = items.norm(dim=-1), refs.norm(dim=-1, keepdim=True)
     dots = torch.bmm(items, refs[:, :, None])[..., 0]  # [n, k]
-    norms = items.norm(dim=-1).clamp_min(EPS) * refs.norm(dim=-1, keepdim=True).clamp_min(EPS)
-    return dots / norms
+    floor = NORM_RANGE[0]
+    return dots / (item_norms.clamp_min(floor) * ref_norms.clamp_min(floor))
+
+
+def _in_range(*norms: Tensor) -> bool:
+    low, high = NORM_RANGE
+    return bool(torch.stack([((n >= low) & (n <= high)).all() for n in norms]).all())  # 1 sync
+
+
+def unit_max_abs(x: Tensor) -> Tensor:
+    """x [..., C] fp32 with each vector scaled by a power of 2 so its max |entry| lies in
+    [0.5, 1); an all-zero vector stays zero.
+
+    A power of 2 scales exactly, so a cosine of rescaled vectors is bit-identical to the
+    plain one wherever that one neither overflows nor underflows fp32.
+    """
+    max_abs = torch.maximum(x.amax(dim=-1, keepdim=True), -x.amin(dim=-1, keepdim=True))
+    _, exponent = torch.frexp(max_abs)  # max_abs = m * 2^exponent, m in [0.5, 1)
+    # clamped so 2^-exponent stays finite: only denormal-sized vectors end up below 0.5
+    scale = torch.ldexp(torch.ones_like(max_abs), -exponent.clamp_min(-126))
+    return x * scale
 
 
 @dataclass

@@ -3,7 +3,8 @@
 path -> count frames (container header, else demux packets without decoding) -> T uniform
 indices (np.linspace over [0, n-1], rounded) -> one sequential decode that keeps only those
 frames. Memory stays O(T) frames however long the video is. Imports numpy + av only.
-Every failure is a `VideoError` whose message names the file and can be shown to users as is.
+Every failure is a `VideoError` whose message names the file (by its name only, never the
+folder it sits in on the server) and can be shown to users as is.
 """
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ def write_video(path, frames, fps: float = 8, *, rotation: int = 0) -> Path:
                 out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
             out.mux(stream.encode())  # flush the frames the encoder still holds
     except av.FFmpegError as err:
-        raise VideoError(f"could not write {path.name} with {codec}: {err}") from err
+        raise VideoError(f"could not write {path.name} with {codec}: {_reason(err)}") from err
     return path
 
 
@@ -112,7 +113,7 @@ def _check_args(path, num_frames, max_side) -> Path:
             raise VideoError(f"{name} must be a positive integer, got {value!r}")
     path = Path(path)
     if not path.exists():
-        raise VideoError(f"{path.name}: no such file ({path})")
+        raise VideoError(f"{path.name}: no such file")
     if path.is_dir():
         raise VideoError(f"{path.name} is a folder, not a video file")
     if path.stat().st_size == 0:
@@ -125,7 +126,7 @@ def _opened(path: Path):
     try:
         return av.open(str(path))
     except av.FFmpegError as err:
-        reason = getattr(err, "strerror", None) or err
+        reason = _reason(err)
         if isinstance(err, OSError):  # exists but unreadable: permissions, I/O error
             raise VideoError(f"{path.name} could not be read: {reason}") from err
         with path.open("rb") as f:
@@ -135,6 +136,11 @@ def _opened(path: Path):
                              f"and cannot be decoded ({reason})") from err
         raise VideoError(f"{path.name} is not a video file that can be decoded "
                          f"(unknown or unsupported format: {reason})") from err
+
+
+def _reason(err: av.FFmpegError) -> str:
+    """What went wrong, without the file's full path that str(err) ends with."""
+    return getattr(err, "strerror", None) or type(err).__name__
 
 
 def _probe(container, name: str) -> tuple[int, float, float]:
@@ -147,9 +153,9 @@ def _probe(container, name: str) -> tuple[int, float, float]:
         raise VideoError(f"{name} has no video stream ({kind}); it is not a video file")
     stream = container.streams.video[0]
     try:  # the header count is free; containers without one (WebM, MKV) need a demux pass
-        total = stream.frames or sum(1 for p in container.demux(stream) if p.size)
+        total, span = (stream.frames, None) if stream.frames else _count_packets(container, stream)
     except av.FFmpegError as err:
-        raise VideoError(f"{name} is corrupt and cannot be read ({err})") from err
+        raise VideoError(f"{name} is corrupt and cannot be read ({_reason(err)})") from err
     if total == 0:
         raise VideoError(f"{name} has a video stream but it contains no frames.")
     rate = stream.average_rate or stream.guessed_rate
@@ -158,7 +164,26 @@ def _probe(container, name: str) -> tuple[int, float, float]:
     else:
         duration = container.duration / av.time_base if container.duration else 0.0
     fps = float(rate) if rate else (total / duration if duration else 1.0)
+    if span is not None and (not duration or span < duration - 1.5 / fps):
+        # packets that end over a frame before the header's duration: a cut-off file, whose
+        # header still describes the whole recording
+        duration = span
     return total, fps, duration or total / fps
+
+
+def _count_packets(container, stream) -> tuple[int, float | None]:
+    """(video packets, seconds from the first one's start to the last one's end, None when
+    they carry no timestamps), by demuxing without decoding."""
+    total, start, end = 0, None, None
+    for packet in container.demux(stream):
+        if not packet.size:  # the flush packet that ends the stream
+            continue
+        total += 1
+        if packet.pts is not None:
+            start = packet.pts if start is None else min(start, packet.pts)
+            end = max(end if end is not None else packet.pts, packet.pts + (packet.duration or 0))
+    span = None if end is None or not stream.time_base else float((end - start) * stream.time_base)
+    return total, span
 
 
 def _decode(path: Path, indices: np.ndarray, max_side: int | None):
@@ -195,7 +220,7 @@ def _frames(container, name: str):
                 continue
             yield from decoded
     except av.FFmpegError as err:
-        raise VideoError(f"{name} is corrupt and cannot be read ({err})") from err
+        raise VideoError(f"{name} is corrupt and cannot be read ({_reason(err)})") from err
     finally:
         if bad:
             log.warning("%s: skipped %d damaged packet(s)", name, bad)

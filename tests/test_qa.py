@@ -9,8 +9,9 @@ import re
 
 import pytest
 
-from sttm_core.qa import (PROMPT_SUFFIX, QAError, QAItem, format_question, load_nextqa, load_qa,
-                          load_videomme, load_vnbench, parse_choice)
+from sttm_core.qa import (MAX_OPTION_CHARS, MAX_QA_FILE_BYTES, MAX_QUESTION_CHARS, PROMPT_SUFFIX,
+                          QAError, QAItem, format_question, load_nextqa, load_qa, load_videomme,
+                          load_vnbench, parse_choice)
 
 pytestmark = pytest.mark.core
 
@@ -159,6 +160,34 @@ MALFORMED = {  # name: (file name, content, regex the message must match after "
                        r":3: needs at least 2 options"),
     "unknown type": ("q.txt", GOOD, r": unknown QA file type '\.txt'"),
     "empty file": ("q.jsonl", "\n\n", r": contains no questions"),
+    # hostile but well-formed files: each is a QAError too, never a crash of another kind
+    "deep jsonl": ("q.jsonl", line2("[" * 100_000 + "]" * 100_000), r":2: JSON nested too deeply"),
+    "deep json": ("q.json", "[" * 100_000 + "]" * 100_000, r": JSON nested too deeply"),
+    "huge integer": ("q.jsonl", line2('{"video": "a.mp4", "answer": ' + "7" * 5000 + "}"),
+                     r":2: JSON value cannot be read \(Exceeds the limit"),
+    "csv field over 128 KiB": ("q.csv", "video,question,options\na.mp4,?,x|y\na.mp4,"
+                               + "?" * 200_000 + ",x|y\n",
+                               r":3: not valid CSV \(field larger than field limit \(131072\)\); "
+                               r"a question may have at most 2,000 characters"),
+    "long question": ("q.jsonl", line2({**RECORDS[0], "question": "?" * (MAX_QUESTION_CHARS + 1)}),
+                      r":2: question is 2,001 characters long; at most 2,000 are allowed"),
+    "5 MB question": ("q.csv", "video,question,options\na.mp4," + "why " * 1_250_000 + ",x|y\n",
+                      r":2: not valid CSV \(field larger than field limit"),
+    "csv field over 128 KiB on a multi-line row": (
+        "q.csv", 'video,question,options\na.mp4,"a\nb\n' + "?" * 200_000 + '",x|y\n',
+        r":4: not valid CSV \(field larger than field limit"),
+    "5 MB json question": ("q.jsonl", line2({**RECORDS[0], "question": "why " * 1_250_000}),
+                           r":2: question is 4,999,999 characters long; at most 2,000"),
+    "long option": ("q.jsonl",
+                    line2({**RECORDS[0], "options": ["x", "y" * (MAX_OPTION_CHARS + 1)]}),
+                    r":2: option B is 1,001 characters long; at most 1,000 are allowed"),
+    "long answer is cut in the message": (
+        "q.jsonl", line2({**RECORDS[0], "answer": "z" * 100_000}),
+        r":2: answer 'z{59}\.\.\. \(100,002 characters\) is neither"),
+    "video name too long": ("q.jsonl", line2({**RECORDS[0], "video": "v" * 5000 + ".mp4"}),
+                            r":2: video file not found"),
+    "unknown user's home": ("q.jsonl", line2({**RECORDS[0], "video": "~no_such_user_x/a.mp4"}),
+                            r":2: video file not found: .*~no_such_user_x/a\.mp4"),
 }
 
 
@@ -170,6 +199,24 @@ def test_malformed_input_names_file_and_line(folder, case):
     with pytest.raises(QAError, match=re.escape(str(path)) + pattern) as info:
         load_qa(path)
     assert isinstance(info.value, ValueError)
+
+
+def test_non_utf8_file_is_a_qa_error(folder):
+    for name in ("q.csv", "q.jsonl", "q.json"):
+        (folder / name).write_bytes("video,question,options\na.mp4,café?,x|y\n".encode("latin-1"))
+        with pytest.raises(QAError, match=re.escape(str(folder / name)) +
+                           r": not UTF-8 text \(invalid continuation byte at byte 32\); save it"):
+            load_qa(folder / name)
+
+
+@pytest.mark.parametrize("name", ["q.jsonl", "q.csv", "q.json"])
+def test_qa_file_over_the_size_limit(folder, name):
+    path = folder / name
+    with path.open("wb") as f:
+        f.truncate(MAX_QA_FILE_BYTES + 1)  # sparse: nothing is written or read
+    with pytest.raises(QAError, match=re.escape(str(path)) +
+                       r": 20\.0 MiB is more than a QA file may hold \(20 MiB\); split it"):
+        load_qa(path)
 
 
 def test_missing_file_and_empty_folder(tmp_path):
@@ -394,6 +441,29 @@ def test_load_nextqa_without_map_file(tmp_path):
     items = load_nextqa(tmp_path / "val.csv", tmp_path / "videos")
     assert [i.video for i in items] == [tmp_path / "videos/6233408665.mp4",
                                         tmp_path / "videos/sub/4882821564.mp4"]
+
+
+def test_benchmark_loaders_turn_hostile_files_into_qa_errors(tmp_path):
+    touch(tmp_path / "v/3261112327_ret_insert1.mp4")
+    (tmp_path / "vn.json").write_text(json.dumps([{**VNBENCH[0], "question": "?" * 5000}]))
+    with pytest.raises(QAError, match=r"vn\.json:1: question is 5,000 characters long"):
+        load_vnbench(tmp_path / "vn.json", tmp_path / "v")
+    (tmp_path / "mme.json").write_text(json.dumps([{"videoID": "x", "questions": [1]}]))
+    with pytest.raises(QAError, match=r"mme\.json:1 question 1: expected a JSON object, got int"):
+        load_videomme(tmp_path / "mme.json", tmp_path / "v")
+    (tmp_path / "mme.parquet").write_bytes(b"PAR1 but not really")
+    with pytest.raises(QAError, match=r"mme\.parquet: not a readable parquet file"):
+        load_videomme(tmp_path / "mme.parquet", tmp_path / "v")
+    (tmp_path / "val.csv").write_text(NEXTQA_CSV.replace(",0,2,CW,", f",{'9' * 5000},2,CW,"))
+    with pytest.raises(QAError, match=r"val\.csv:3: answer index 9{60}\.\.\. \(5,000 characters\)"
+                                      r" is out of range for 5 options"):
+        load_nextqa(tmp_path / "val.csv", tmp_path / "videos")
+    (tmp_path / "val.csv").write_text(NEXTQA_CSV.replace("6233408665", "a**b"))
+    with pytest.raises(QAError, match=r"val\.csv:2: video file not found"):
+        load_nextqa(tmp_path / "val.csv", tmp_path / "videos")
+    (tmp_path / "map_vid_vidorID.json").write_text("{not json")
+    with pytest.raises(QAError, match=r"map_vid_vidorID\.json:1: not valid JSON"):
+        load_nextqa(tmp_path / "val.csv", tmp_path / "videos")
 
 
 def test_load_nextqa_errors(tmp_path):

@@ -4,6 +4,7 @@ Each test video stores its frame index t as the intensity 20 + 5 t of its left h
 frames a clip holds can be read back through lossy codecs (error << 2.5 levels).
 """
 import logging
+from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -142,6 +143,29 @@ def test_cut_off_video_samples_the_frames_that_decode(tmp_path, caplog):
         clip = load_video(path, num_frames=8)
     assert 0 < clip.total_frames < T and "only" in caplog.text
     assert read_indices(clip).tolist() == sample_indices(clip.total_frames, 8).tolist()
+    assert clip.duration == pytest.approx(clip.total_frames / clip.fps)
+
+
+@pytest.mark.parametrize("ext,codec", [("webm", "libvpx-vp9"), ("mkv", "libx264")])
+@pytest.mark.parametrize("keep", [0.75, 0.5])
+def test_cut_off_webm_duration_follows_the_frames_that_decode(tmp_path, ext, codec, keep):
+    """WebM/MKV headers hold no frame count (frames are counted by demuxing) but do hold the
+    whole recording's duration, which a cut-off file no longer has."""
+    if not has_encoder(codec):
+        pytest.skip(f"{codec} not in this PyAV build")
+    data = write_video(tmp_path / f"full.{ext}", indexed_frames(), fps=8).read_bytes()
+    path = tmp_path / f"cut.{ext}"
+    path.write_bytes(data[: int(len(data) * keep)])
+    clip = load_video(path, num_frames=8)
+    assert 1 < clip.total_frames < T
+    assert read_indices(clip).tolist() == sample_indices(clip.total_frames, 8).tolist()
+    assert clip.fps == pytest.approx(8)
+    assert clip.duration == pytest.approx(clip.total_frames / 8)  # not the header's T / 8
+    np.testing.assert_allclose(clip.timestamps, sample_indices(clip.total_frames, 8) / 8,
+                               atol=1e-3)
+    assert clip.timestamps[-1] < clip.duration
+    whole = load_video(tmp_path / f"full.{ext}", num_frames=8)  # an intact file keeps its own
+    assert (whole.total_frames, whole.duration) == (T, pytest.approx(T / 8))
 
 
 def write_text(path):
@@ -217,6 +241,36 @@ def test_audio_only_file_is_not_a_video(tmp_path, name, codec):
 def test_missing_path(tmp_path):
     with pytest.raises(VideoError, match="gone.mp4: no such file"):
         load_video(tmp_path / "gone.mp4")
+
+
+def test_messages_name_the_file_but_not_its_folder(tmp_path, monkeypatch):
+    """Messages are shown to users: a server's upload folder must not appear in them."""
+    folder = tmp_path / "uploads" / "session-1234"
+    folder.mkdir(parents=True)
+    messages = []
+    for name, (make, _, _) in {**BAD_FILES, "gone.mp4": (lambda p: p, "", False)}.items():
+        with pytest.raises(VideoError) as info:
+            load_video(make(folder / name))
+        messages.append(str(info.value))
+    # PyAV's own errors end with the full path: str(err) must not reach a message
+    with_path = av.error.InvalidDataError(1094995529, "Invalid data", str(folder / "x.webm"))
+
+    def fail(*args, **kwargs):
+        raise with_path
+    broken = SimpleNamespace(  # a WebM container whose demuxing fails part way
+        format=SimpleNamespace(name="matroska,webm"), demux=fail,
+        streams=SimpleNamespace(video=[SimpleNamespace(frames=0)], audio=[]))
+    with pytest.raises(VideoError) as info:
+        video._probe(broken, "x.webm")
+    messages.append(str(info.value))
+    monkeypatch.setattr(video.av, "open", fail)
+    with pytest.raises(VideoError) as info:
+        write_video(folder / "out.mp4", indexed_frames(2))
+    messages.append(str(info.value))
+    for message in messages:
+        assert str(tmp_path) not in message and "session-1234" not in message, message
+    assert "x.webm is corrupt and cannot be read (Invalid data)" in messages[-2]
+    assert "could not write out.mp4" in messages[-1]
 
 
 @pytest.mark.parametrize("kwargs", [{"num_frames": 0}, {"num_frames": -3}, {"num_frames": 2.5},
