@@ -46,10 +46,10 @@ def cosine_to_each(items: Tensor, refs: Tensor, head_dim: int | None = None) -> 
     """
     items, refs = items.float(), refs.float()
     if head_dim is not None:  # heads join the batch: [n * nh, k, hd] and [n * nh, hd]
-        n = items.shape[0]
-        items = items.unflatten(-1, (-1, head_dim)).transpose(1, 2).flatten(0, 1)
-        refs = refs.unflatten(-1, (-1, head_dim)).flatten(0, 1)
-        return cosine_to_each(items, refs).unflatten(0, (n, -1)).mean(dim=1)
+        n, heads = items.shape[0], items.shape[-1] // head_dim  # n may be 0: no pairs
+        items = items.unflatten(-1, (heads, head_dim)).transpose(1, 2).flatten(0, 1)
+        refs = refs.unflatten(-1, (heads, head_dim)).flatten(0, 1)
+        return cosine_to_each(items, refs).unflatten(0, (n, heads)).mean(dim=1)
     item_norms, ref_norms = items.norm(dim=-1), refs.norm(dim=-1, keepdim=True)  # [n, k], [n, 1]
     if not _in_range(item_norms, ref_norms):
         items, refs = unit_max_abs(items), unit_max_abs(refs)
