@@ -91,3 +91,15 @@ def budget_table(merger: VideoTokenMerger, root_level: int, temporal: bool,
 
 def _plain(threshold: float | None) -> float | None:
     return OFF if threshold is OFF else float(threshold)
+
+
+def video_payload(video, source: str, notes: list[str]) -> dict:
+    """Everything the page needs of one video's features (a session.VideoFeatures): sent once
+    per video and feature source; the page re-thresholds from it by itself."""
+    from pathlib import Path
+
+    T = len(video.frames)
+    return {"id": video.id, "video": Path(video.clip.path).name, "frames_sampled": video.clip.num_frames,
+            "token_frames": T, "source": source, "notes": [n for n in notes if n],
+            "evidence": evidence_json(video.evidence), "frames": frames_json(video.frames),
+            "budgets": BUDGETS}

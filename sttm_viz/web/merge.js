@@ -16,6 +16,8 @@ Shape legend: T frames, H x W leaf grid, h x w a level's grid, S spatial tokens,
 (function (root) {
   "use strict";
   const STTM = root.STTM || (root.STTM = {});
+  if (STTM.mergeLoaded) return; // the page may include this file more than once
+  STTM.mergeLoaded = true;
 
   /** Geometry of one axis of the pyramid (sttm_core.quadtree.Axis), lists coarse -> fine. */
   function buildAxis(lengths) {
@@ -93,7 +95,10 @@ Shape legend: T frames, H x W leaf grid, h x w a level's grid, S spatial tokens,
     const spatialOff = tauS === null || tauS === undefined || tauS > 1;
     const ts = spatialOff ? 0 : Math.fround(tauS);
     // --- spatial search, coarse -> fine, per frame: kept nodes as (t, level, i, j)
-    const kept = [];
+    const cap = T * ev.offsets[L];
+    const kt = new Int32Array(cap), kl = new Int32Array(cap), ki = new Int32Array(cap), kj = new Int32Array(cap);
+    let S = 0;
+    const keep = (t, level, i, j) => { kt[S] = t; kl[S] = level; ki[S] = i; kj[S] = j; S++; };
     for (let t = 0; t < T; t++) {
       let [h, w] = sizes[root];
       let visited = new Uint8Array(h * w).fill(1);
@@ -102,11 +107,12 @@ Shape legend: T frames, H x W leaf grid, h x w a level's grid, S spatial tokens,
         const next = new Uint8Array(ch * cw);
         const sims = ev.minChild[level];
         const base = t * h * w;
+        const firstRow = rows.first[level], firstCol = cols.first[level];
         for (let i = 0; i < h; i++) {
           for (let j = 0; j < w; j++) {
             if (!visited[i * w + j]) continue;
-            if (!spatialOff && sims[base + i * w + j] >= ts) { kept.push([t, level, i, j]); continue; }
-            const r0 = rows.first[level][i], c0 = cols.first[level][j];
+            if (!spatialOff && sims[base + i * w + j] >= ts) { keep(t, level, i, j); continue; }
+            const r0 = firstRow[i], c0 = firstCol[j];
             for (let r = Math.max(r0, 0); r <= r0 + 1; r++) {
               for (let c = Math.max(c0, 0); c <= c0 + 1; c++) next[r * cw + c] = 1;
             }
@@ -114,19 +120,24 @@ Shape legend: T frames, H x W leaf grid, h x w a level's grid, S spatial tokens,
         }
         visited = next; h = ch; w = cw;
       }
-      for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) if (visited[i * w + j]) kept.push([t, L - 1, i, j]);
+      for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) if (visited[i * w + j]) keep(t, L - 1, i, j);
     }
-    // --- token order (t, y0, x0); boxes; the spatial token map [T, H, W]
-    const S = kept.length;
-    const key = (n) => (n[0] * H + rows.start[n[1]][n[2]]) * W + cols.start[n[1]][n[3]];
-    kept.sort((a, b) => key(a) - key(b));
+    // --- token order (t, y0, x0): each kept node is the only one whose box starts at its
+    // top-left patch, so a scan of the patches in raster order lists them sorted
+    const at = new Int32Array(T * H * W).fill(-1);
+    for (let k = 0; k < S; k++) at[(kt[k] * H + rows.start[kl[k]][ki[k]]) * W + cols.start[kl[k]][kj[k]]] = k;
     const boxes = new Int32Array(S * 5), node = new Int32Array(S * 3), spatialMap = new Int32Array(T * H * W);
-    kept.forEach(([t, level, i, j], s) => {
+    let s = 0;
+    for (let p = 0; p < at.length; p++) {
+      const k = at[p];
+      if (k < 0) continue;
+      const t = kt[k], level = kl[k], i = ki[k], j = kj[k];
       const y0 = rows.start[level][i], y1 = rows.end[level][i], x0 = cols.start[level][j], x1 = cols.end[level][j];
-      boxes.set([t, y0, x0, y1, x1], 5 * s);
-      node.set([level, i, j], 3 * s);
+      boxes[5 * s] = t; boxes[5 * s + 1] = y0; boxes[5 * s + 2] = x0; boxes[5 * s + 3] = y1; boxes[5 * s + 4] = x1;
+      node[3 * s] = level; node[3 * s + 1] = i; node[3 * s + 2] = j;
       for (let y = y0; y < y1; y++) spatialMap.fill(s, (t * H + y) * W + x0, (t * H + y) * W + x1);
-    });
+      s++;
+    }
     // --- candidate pairs: nested tokens of frames t, t+1, listed once at the smaller box's
     // top-left patch; their similarity read from the evidence
     const pe = [], pl = [], ps = [];
