@@ -258,9 +258,9 @@ class Session:
             reference.prepare()
         reply = None
         for reply in self.chat.stream(question):
+            if reply.done and self.chat.config.query_aware:  # FastV's tokens for this question
+                self.fastv = self.chat.merge_result
             yield reply, None
-        if self.chat.config.query_aware:
-            self.fastv = self.chat.merge_result
         if compare:
             for other in reference.stream(question):
                 yield reply, other

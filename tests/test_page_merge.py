@@ -87,3 +87,34 @@ def test_budget_table_thresholds_give_the_budget_search_tokens(page):
             want = thresholds_for_budget(merger, ratio, root_level=root, temporal=temporal).result
             assert page_tokens["token_map"] == want.token_map.flatten().tolist()
             assert len(page_tokens["num_patches"]) == want.num_tokens
+
+
+def test_the_page_merges_what_a_bf16_model_merges(page, tmp_path):
+    """With a model the page's evidence comes from layer k's input in the model's own dtype
+    (bf16 here), so the page's tokens are the ones the model prefilled with."""
+    from sttm_core import STTMConfig
+    from sttm_core.examples import examples_dir
+    from sttm_core.models.checkpoints import build_random_checkpoint, load_model
+    from sttm_viz.session import Controls, Engine, Session
+
+    path = build_random_checkpoint("tiny-llava-onevision-14x14", tmp_path / "ck")
+    loaded = load_model(str(path), device="cpu", dtype=torch.bfloat16)
+    session = Session(Engine(loaded))
+    session.load(str(examples_dir() / "fast_motion.mp4"), 6, Controls())
+    evidence = session.video.evidence
+    assert evidence.grid == (6, 14, 14)
+    configs = [STTMConfig(s, t, r) for s, t, r in
+               [(0.9, 0.8, 1), (0.97, 0.95, 0), (0.7, 0.5, 2), (0.99, None, 1), (1.5, 0.9, 3)]]
+    table = session.budget_table(1, True)
+    k = table["budgets"].index(0.3)
+    settings = [(c.spatial_threshold, c.temporal_threshold, c.root_level) for c in configs]
+    settings.append((table["tau_s"][k], table["tau_t"][k], 1))
+    configs.append(STTMConfig(method="sttm_budget", keep_ratio=0.3))
+    got = merge_all(page, evidence_json(evidence), settings)
+    chat = session.chat
+    for config, page_tokens in zip(configs, got):
+        chat.set_config(config)
+        chat.prepare()
+        model = chat.merge_result  # what the model merged its prefill with
+        assert page_tokens["token_map"] == model.token_map.flatten().tolist(), config
+        assert page_tokens["boxes"] == model.boxes.flatten().tolist(), config
