@@ -47,7 +47,7 @@ def controls(tau_s=0.8, tau_t=0.6, root="2×2", layer=2, mode="Thresholds", budg
 
 def load(client, video=EXAMPLE, **kw):
     """Load a video: (lab payload, server message, root update, qa line, chat, ttft, scores)."""
-    return client.predict(handle_file(str(video)), FRAMES, *controls(**kw), api_name="/load")
+    return client.predict(handle_file(str(video)), None, FRAMES, *controls(**kw), api_name="/load")
 
 
 def features(loaded, layer=2, dtype=None):

@@ -60,9 +60,22 @@ def wait_tokens(page):
     page.wait_for_function("() => window.STTM && STTM.app.tokens && STTM.app.ev", timeout=60_000)
 
 
-def shots() -> Path:
-    path = Path(os.environ.get("STTM_SCREENSHOT_DIR", "")) if os.environ.get(
-        "STTM_SCREENSHOT_DIR") else None
+def shots(tmp_path) -> Path:
+    """Where screenshots go: $STTM_SCREENSHOT_DIR (e.g. docs), else the test's tmp dir."""
+    path = Path(os.environ.get("STTM_SCREENSHOT_DIR") or tmp_path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_screenshot(page, path: Path) -> Path:
+    """A 1400x900 screenshot as a small PNG (256 colours are plenty for a UI)."""
+    from PIL import Image
+
+    page.mouse.move(0, 0)  # no tooltip over the picture
+    page.wait_for_timeout(100)
+    page.screenshot(path=str(path))
+    image = Image.open(path).convert("RGB")
+    image.quantize(256, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
     return path
 
 
@@ -135,9 +148,6 @@ def test_clicking_a_token_shows_why(page):
     assert links.count() > 0  # similarities to the next frame's nested boxes, against τT
     for k in range(links.count()):
         assert ("pass" in links.nth(k).get_attribute("class")) == (float(links.nth(k).inner_text()) >= 0.9)
-    if shots():
-        shots().mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(shots() / "app_inspector.png"))
 
 
 def test_the_clicked_token_stays_highlighted(page):
@@ -208,3 +218,38 @@ def test_fresh_readouts_with_a_model(browser, serve, tiny_checkpoints):
     page.wait_for_timeout(500)
     assert not page.get_by_text(re.compile("TTFT speed-up")).count()
     page.close()
+
+
+# a patch of frame t whose token started earlier (merged in time), as fractions of the map
+CARRIED_PATCH = """(t) => { const tk = STTM.app.tokens;
+  for (let y = tk.H - 1; y >= 0; y--) for (let x = tk.W - 1; x >= 0; x--) {
+    const n = tk.tokenMap[(t * tk.H + y) * tk.W + x];
+    if (n >= 0 && tk.first[n] < t) return [(x + 0.5) / tk.W, (y + 0.5) / tk.H];
+  } return null; }"""
+
+
+def test_readme_screenshots(browser, serve, tmp_path):
+    """The README's pictures (16 frames, no model): the inspector on a box carried over in time
+    beside the histograms of what τS and τT test; the budget mode on the needle."""
+    url = serve(Engine(None, "started with --no-model."), 16)
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(url)
+    wait_tokens(page)
+    out = shots(tmp_path)
+    page.evaluate("STTM.app.setView({frame: 4})")
+    fx, fy = page.evaluate(CARRIED_PATCH, 4)
+    click_map(page, fx, fy)
+    page.wait_for_function("() => /Carried over/.test(document.querySelector('.sttm-inspector').innerText)")
+    page.wait_for_timeout(1500)  # the keep-ratio curves are drawn when the page is idle
+    first = save_screenshot(page, out / "app_inspector.png")
+    pick_example(page, "Needle: a word")
+    page.wait_for_function("() => STTM.app.payload.video === 'needle_word.mp4'", timeout=60_000)
+    page.get_by_label("Token budget").check()
+    page.wait_for_function("() => STTM.app.current.kind === 'merge'", timeout=120_000)
+    page.evaluate("STTM.app.setView({frame: 7})")
+    page.locator(".sttm-tabs button[data-tab=grid]").click()
+    page.wait_for_timeout(1500)
+    second = save_screenshot(page, out / "app_budget.png")
+    page.close()
+    for shot in (first, second):
+        assert 20_000 < shot.stat().st_size < 400_000

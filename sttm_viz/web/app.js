@@ -46,7 +46,7 @@ tagged with the video id they belong to.
       const s = this.settings, baseline = s.method !== "sttm";
       const auto = s.mode === "budget" || baseline;
       const why = baseline ? `not used: ${this.labels[s.method] || s.method} keeps the budget`
-        : "set by the budget (see the readout)";
+        : "set by the budget";
       const upd = (o) => ({ __type__: "update", ...o });
       const autoValues = this.autoThresholds();
       const tauS = auto ? upd({ interactive: false, info: autoInfo("τS", why, autoValues, "tauS") })
@@ -216,7 +216,7 @@ tagged with the video id they belong to.
   function autoInfo(name, why, values, key) {
     if (!values) return `${why}`;
     const v = values[key];
-    return `${why}: ${v === null ? "off" : v.toFixed(3)}`;
+    return `${why}: ${STTM.fmtSim(v)}`;
   }
 
   /** Lazily, once visible: each view's render is cheap when it has nothing new to draw. */
