@@ -106,7 +106,7 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
                     load_btn = gr.Button("Load (the upload, or the example again)",
                                          variant="primary")
                     c["method"] = gr.Dropdown(list(METHOD_MENU), value="STTM", label="Method",
-                                              info=guide.HELP["method"])
+                                              info=guide.HELP["method"], elem_id="sttm-method")
                     c["layer"] = gr.Slider(0, max(num_layers - 1, 1), value=min(2, num_layers - 1),
                                            step=1, label="Merge layer k",
                                            info=guide.HELP["layer"] if engine.has_model
@@ -184,7 +184,7 @@ def _wire(demo, c, state, engine, presets, load_btn, examples, first, default_fr
     c["tau_t"].change(None, c["tau_t"], None, js="(v) => { STTM.app.control({tauT: v}); }")
     c["root"].change(None, c["root"], None, js="(v) => { STTM.app.control({root: v}); }")
     state_inputs = [c["mode"], c["method"], c["temporal"], c["budget"]]
-    state_outputs = [c["mode"], c["tau_s"], c["tau_t"], c["temporal"], c["budget"]]
+    state_outputs = [c["mode"], c["tau_s"], c["tau_t"], c["temporal"], c["budget"], c["root"]]
     control_state = "(m, me, t, b) => STTM.app.controlState(m, me, t, b)"
     for name in ("mode", "method", "temporal"):
         c[name].change(None, state_inputs, state_outputs, js=control_state)

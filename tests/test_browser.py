@@ -180,6 +180,9 @@ def test_no_stale_view_after_a_setting_or_a_new_video(page):
     assert shown_tokens(page) == r.num_tokens
     assert "Click a token on the map" in page.inner_text(".sttm-inspector")  # cleared
     assert page.evaluate("STTM.app.view.frame") == 0
+    chains = page.locator("canvas.sttm-chains")  # the player's chains: this video, this setting
+    assert chains.get_attribute("data-tokens") == str(r.num_tokens)
+    assert chains.get_attribute("data-frame") == "0"
     assert "Static scene" in page.inner_text(".sttm-example")
 
 
@@ -199,6 +202,14 @@ def test_budget_mode_and_baselines_disable_what_does_not_apply(page):
     assert "at a 30% budget → τS" in page.inner_text(".sttm-settings")
     page.get_by_label("Thresholds").check()
     page.wait_for_function("() => !document.querySelector('#sttm-tau-s input[type=range]').disabled")
+    page.locator(".label-wrap", has_text="Your own video").click()  # a baseline: the method
+    page.locator("#sttm-method input").click()
+    page.get_by_role("option", name="Uniform pooling").click()
+    page.wait_for_function("() => STTM.app.current.kind === 'served'", timeout=60_000)
+    assert tau_s.is_disabled() and tau_t.is_disabled()
+    assert "not used: Uniform pooling keeps the budget" in page.inner_text("#sttm-tau-s")
+    assert page.locator("#sttm-mode input").first.is_disabled()
+    assert "every frame average-pooled to one" in page.inner_text(".sttm-settings")
 
 
 def test_fresh_readouts_with_a_model(browser, serve, tiny_checkpoints):
@@ -213,9 +224,14 @@ def test_fresh_readouts_with_a_model(browser, serve, tiny_checkpoints):
     page.get_by_role("tab", name="Time to first token").click()
     page.get_by_role("button", name=re.compile("Measure TTFT")).click()
     page.get_by_text(re.compile("TTFT speed-up")).wait_for(timeout=120_000)
+    page.get_by_role("tab", name="QA accuracy").click()
+    page.get_by_role("button", name=re.compile("Score the current setting")).click()
+    page.get_by_text(re.compile("chance 25%")).wait_for(timeout=180_000)
     pick_example(page, "Fast motion")
     page.wait_for_function("() => STTM.app.payload.video === 'fast_motion.mp4'", timeout=60_000)
     page.wait_for_timeout(500)
+    assert not page.get_by_text(re.compile("chance 25%")).count()
+    page.get_by_role("tab", name="Time to first token").click()
     assert not page.get_by_text(re.compile("TTFT speed-up")).count()
     page.close()
 

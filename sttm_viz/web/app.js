@@ -40,7 +40,7 @@ tagged with the video id they belong to.
     },
 
     /** Mode, method or temporal merging changed: what the other controls should show
-     * (Gradio updates for [mode, tauS, tauT, temporal, budget]). */
+     * (Gradio updates for [mode, tauS, tauT, temporal, budget, root]). */
     controlState(mode, method, temporal, budget) {
       this.control({ mode, method, temporal, budget });
       const s = this.settings, baseline = s.method !== "sttm";
@@ -58,10 +58,12 @@ tagged with the video id they belong to.
         if (autoValues.tauS !== null) tauS.value = autoValues.tauS;
         if (autoValues.tauT !== null) tauT.value = autoValues.tauT;
       }
+      const tree = ["sttm", "spatial_only"].includes(s.method);
       return [upd({ interactive: !baseline, info: baseline ? "baselines always keep the token budget" : null }),
               tauS, tauT,
               upd({ interactive: s.method === "sttm" }),
-              upd({ visible: auto })];
+              upd({ visible: auto }),
+              upd({ interactive: tree, info: tree ? STTM.help.root : `not used: ${this.labels[s.method] || s.method} has no quadtree` })];
     },
 
     /** The budget slider moved: the automatic thresholds for the τS / τT sliders. */

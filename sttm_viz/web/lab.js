@@ -157,11 +157,12 @@ frames (plots.js), drawn when shown. */
       const tauT = eff.tauT === null ? "off" : fmt(eff.tauT);
       const root = s.method === "temporal_only" ? "no quadtree (each patch on its own)" : `root grid ${grid}`;
       what = `${name} at a ${Math.round(100 * s.budget)}% budget → τS ${eff.tauS === null ? "off" : fmt(eff.tauS)}, τT ${tauT} (found for this video) · ${root}`;
-    } else if (eff.kind === "served" && eff.method === "uniform") {
-      what = `Uniform pooling at ${Math.round(100 * s.budget)}%: every frame average-pooled to one ${uniformGrid(app.tokens)} grid`;
-    } else if (eff.kind === "served") {
+    } else if (s.method === "uniform") {
+      const grid = eff.kind === "served" ? ` ${uniformGrid(app.tokens)}` : "";
+      what = `Uniform pooling at ${Math.round(100 * s.budget)}%: every frame average-pooled to one${grid} grid`;
+    } else if (s.method === "fastv") {
       what = `FastV at ${Math.round(100 * s.budget)}%: keeps the patches the last question's final token attends to most; the rest are dropped`;
-    } else what = eff.why || "";
+    } else what = `${s.method === "sttm" ? "STTM" : app.labels[s.method]} at a ${Math.round(100 * s.budget)}% budget`;
     const notes = [...(app.payload.notes || [])];
     el.innerHTML = `${esc(what)} · features: ${esc(app.payload.source)}` +
       notes.map((n) => `<div class="sttm-note">${esc(n)}</div>`).join("");
@@ -176,7 +177,9 @@ frames (plots.js), drawn when shown. */
 
   function frameLabel(app) {
     const tk = app.tokens, t = app.view.frame;
-    const head = `frame ${t + 1} / ${app.ev.T}`;
+    const per = Math.round(app.payload.frames_sampled / app.payload.token_frames);
+    const head = per > 1 ? `token frame ${t + 1} / ${app.ev.T} (frames ${per * t + 1}–${per * t + per})`
+      : `frame ${t + 1} / ${app.ev.T}`;
     if (!tk || app.view.step === 1) return `${head} · ${app.ev.H * app.ev.W} patches`;
     if (app.view.step === 2) return `${head} · ${tk.spatialPerFrame[t]} boxes`;
     return `${head} · ${tk.spatialPerFrame[t]} boxes, ${tk.newPerFrame[t]} new tokens`;
