@@ -4,8 +4,9 @@ directly, without a server.
 
 The page re-thresholds the token map by itself (sttm_viz/web); these handlers send it what it
 cannot compute: a video's features and evidence (`load`, `change_layer`), the budget search's
-thresholds and the baselines' tokens (`sync`), and everything that needs the model (chat,
-TTFT, scoring). Outputs not named in a returned dict are left as they are.
+thresholds and the baselines' tokens (`sync`, which the page calls when it needs them), and
+everything that needs the model (chat, TTFT, scoring). Outputs not named in a returned dict
+are left as they are.
 """
 from __future__ import annotations
 
@@ -46,9 +47,8 @@ def load(session: Session, path, frames, controls: Controls) -> dict:
     level = min(controls.root_level, len(choices) - 1)
     session.prefetch_table(level, controls.temporal)  # budget mode is instant when it is done
     root = choices[level]
-    return {"lab": _payload(session, video), "served": sync(session, controls)["served"],
-            "root": gr.update(choices=choices, value=root), "qa_info": qa_status(session),
-            "chat": [], "ttft": "", "scores": "", "status": ""}
+    return {"lab": _payload(session, video), "root": gr.update(choices=choices, value=root),
+            "qa_info": qa_status(session), "chat": [], "ttft": "", "scores": ""}
 
 
 def change_layer(session: Session, controls: Controls) -> dict:
@@ -56,8 +56,7 @@ def change_layer(session: Session, controls: Controls) -> dict:
     if session.video is None or session.chat is None:
         return {}
     video = session.features_for(controls)
-    return {"lab": _payload(session, video), "served": sync(session, controls)["served"],
-            "ttft": "", "scores": ""}
+    return {"lab": _payload(session, video), "ttft": "", "scores": ""}
 
 
 def sync(session: Session, controls: Controls) -> dict:

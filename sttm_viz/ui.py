@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 SESSION_TTL_S = 3600  # a session idle this long is dropped with its KV cache
 MODEL_QUEUE = dict(concurrency_id="model", concurrency_limit=1)
-QUIET = dict(show_progress="hidden", trigger_mode="always_last", queue=True)
+# the page's own requests (budget tables, baselines' tokens): no model, several at a time
+QUIET = dict(show_progress="hidden", trigger_mode="always_last", queue=True,
+             concurrency_id="page", concurrency_limit=4)
 WEB_FILES = ["merge.js", "draw.js", "app.js", "lab.js", "plots.js"]
 CONTROLS = ["mode", "tau_s", "tau_t", "temporal", "budget", "root", "layer", "method"]
 
@@ -164,7 +166,7 @@ def _wire(demo, c, state, engine, presets, load_btn, examples, first, default_fr
     def out(*names):
         return [state] + [c[n] for n in names]
 
-    load_outputs = ("lab", "served", "root", "qa_info", "chat", "ttft", "scores")
+    load_outputs = ("lab", "root", "qa_info", "chat", "ttft", "scores")
     load_fn = _handler(engine, handlers.load, load_outputs)
     done_loading = dict(fn=None, inputs=None, outputs=None,
                         js="() => STTM.app.loading(null)")
@@ -201,8 +203,8 @@ def _wire(demo, c, state, engine, presets, load_btn, examples, first, default_fr
                       out("served"), api_name="sync", **QUIET)
     c["layer"].release(None, c["layer"], None,
                        js="(k) => STTM.app.loading(`Running the model up to layer ${k}…`)")
-    c["layer"].release(_handler(engine, handlers.change_layer, ("lab", "served", "ttft", "scores")),
-                       [state, *controls], out("lab", "served", "ttft", "scores"),
+    c["layer"].release(_handler(engine, handlers.change_layer, ("lab", "ttft", "scores")),
+                       [state, *controls], out("lab", "ttft", "scores"),
                        show_progress="hidden", api_name="change_layer", **MODEL_QUEUE
                        ).then(**done_loading)
 

@@ -46,7 +46,7 @@ def controls(tau_s=0.8, tau_t=0.6, root="2×2", layer=2, mode="Thresholds", budg
 
 
 def load(client, video=EXAMPLE, **kw):
-    """Load a video: (lab payload, server message, root update, qa line, chat, ttft, scores)."""
+    """Load a video: (lab payload, root update, qa line, chat, ttft, scores)."""
     return client.predict(handle_file(str(video)), None, FRAMES, *controls(**kw), api_name="/load")
 
 
@@ -60,7 +60,7 @@ def features(loaded, layer=2, dtype=None):
 
 def test_load_sends_the_model_features_evidence(app):
     loaded, client = app
-    lab, served, root, *_ = load(client)
+    lab, root, *_ = load(client)
     assert lab["source"].startswith("layer-2 hidden states")
     # Qwen2-VL folds frame pairs: the page is told why it sees fewer frames
     assert lab["frames_sampled"] == FRAMES and lab["token_frames"] == FRAMES // 2
@@ -69,7 +69,8 @@ def test_load_sends_the_model_features_evidence(app):
     assert lab["evidence"] == evidence_json(merge_evidence(VideoTokenMerger(x)))
     assert [c[0] for c in root["choices"]] == ["2×2", "3×4"] and root["value"] == "2×2"
     assert len(lab["frames"]) == FRAMES // 2 and lab["frames"][0].startswith("data:image/jpeg")
-    assert served["video"] == lab["id"] and served["tokens"] is None
+    served = client.predict(*controls(), api_name="/sync")  # what the page asks for itself
+    assert served["video"] == lab["id"] and served["tokens"] is None and served["tables"] == []
 
 
 def test_budget_and_baselines_come_from_the_server(app):
@@ -110,7 +111,7 @@ def text_of(message: dict) -> str:
 def test_a_new_merge_layer_recomputes_the_features(app):
     loaded, client = app
     load(client)
-    lab, served, ttft, scores = client.predict(*controls(layer=1), api_name="/change_layer")
+    lab, ttft, scores = client.predict(*controls(layer=1), api_name="/change_layer")
     assert lab["source"].startswith("layer-1 hidden states")
     assert lab["evidence"] == evidence_json(merge_evidence(VideoTokenMerger(features(loaded, 1))))
     assert ttft == "" and scores == ""
@@ -154,7 +155,7 @@ def test_ttft_is_a_median_of_fresh_prefills_with_the_encoder_apart(app):
 def test_qa_scoring_is_a_table_per_question(app):
     _, client = app
     out = load(client)
-    assert "QA set: 4 multiple-choice questions" in out[3]
+    assert "QA set: 4 multiple-choice questions" in out[2]
     scores = client.predict(*controls(), api_name="/score")
     assert re.search(r"STTM τS 0.80 · τT 0.60 · root 2×2: \d+% right\*\* · all tokens: \d+%", scores)
     assert re.search(r"chance 25% · \d+% of video tokens kept", scores)

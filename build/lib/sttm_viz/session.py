@@ -228,8 +228,9 @@ class Session:
             return video.tables[key]
 
     def reduce(self, controls: Controls) -> MergeResult | None:
-        """The server's reduction for these controls (None: FastV before any question)."""
-        video = self.features_for(controls)
+        """The server's reduction of the current features (None: FastV before any question).
+        Never runs the model: a new merge layer is `features_for`'s, in the model's queue."""
+        video = self._loaded()
         config = controls.config
         if config.query_aware:
             return self.fastv if self.fastv is not None and self.fastv.method == config.method else None

@@ -103,9 +103,10 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
                 with gr.Column():
                     c["frames"] = gr.Slider(1, engine.max_frames, value=default_frames, step=1,
                                             label="Frames", info=guide.HELP["frames"])
-                    load_btn = gr.Button("Load video", variant="primary")
+                    load_btn = gr.Button("Load (the upload, or the example again)",
+                                         variant="primary")
                     c["method"] = gr.Dropdown(list(METHOD_MENU), value="STTM", label="Method",
-                                              info=guide.HELP["method"])
+                                              info=guide.HELP["method"], elem_id="sttm-method")
                     c["layer"] = gr.Slider(0, max(num_layers - 1, 1), value=min(2, num_layers - 1),
                                            step=1, label="Merge layer k",
                                            info=guide.HELP["layer"] if engine.has_model
@@ -174,7 +175,8 @@ def _wire(demo, c, state, engine, presets, load_btn, examples, first, default_fr
                        show_progress="hidden", api_name="load_example", **MODEL_QUEUE
                        ).then(**done_loading)
     load_btn.click(None, None, None, js="() => STTM.app.loading('Loading the video…')")
-    load_btn.click(load_fn, [state, c["video"], c["frames"], *controls], out(*load_outputs),
+    load_btn.click(_upload_or_example(load_fn, examples, engine),
+                   [state, c["video"], c["example"], c["frames"], *controls], out(*load_outputs),
                    show_progress="hidden", api_name="load", **MODEL_QUEUE).then(**done_loading)
 
     # the page redraws by itself; no server call
@@ -182,7 +184,7 @@ def _wire(demo, c, state, engine, presets, load_btn, examples, first, default_fr
     c["tau_t"].change(None, c["tau_t"], None, js="(v) => { STTM.app.control({tauT: v}); }")
     c["root"].change(None, c["root"], None, js="(v) => { STTM.app.control({root: v}); }")
     state_inputs = [c["mode"], c["method"], c["temporal"], c["budget"]]
-    state_outputs = [c["mode"], c["tau_s"], c["tau_t"], c["temporal"], c["budget"]]
+    state_outputs = [c["mode"], c["tau_s"], c["tau_t"], c["temporal"], c["budget"], c["root"]]
     control_state = "(m, me, t, b) => STTM.app.controlState(m, me, t, b)"
     for name in ("mode", "method", "temporal"):
         c[name].change(None, state_inputs, state_outputs, js=control_state)
@@ -225,6 +227,15 @@ def _wire(demo, c, state, engine, presets, load_btn, examples, first, default_fr
 
 def _on_cuda(engine: Engine) -> bool:
     return engine.has_model and engine.loaded.model.device.type == "cuda"
+
+
+def _upload_or_example(load_fn, examples: dict, engine: Engine):
+    """The Load button: the uploaded video, or else the example picked (e.g. with new frames)."""
+    def load_video(state, video, title, frames, *values):
+        if not video and title in examples:
+            video = str(engine.examples_dir / f"{examples[title].name}.mp4")
+        return load_fn(state, video, frames, *values)
+    return load_video
 
 
 def _from_example(load_fn, examples: dict, engine: Engine):

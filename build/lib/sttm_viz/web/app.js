@@ -40,13 +40,13 @@ tagged with the video id they belong to.
     },
 
     /** Mode, method or temporal merging changed: what the other controls should show
-     * (Gradio updates for [mode, tauS, tauT, temporal, budget]). */
+     * (Gradio updates for [mode, tauS, tauT, temporal, budget, root]). */
     controlState(mode, method, temporal, budget) {
       this.control({ mode, method, temporal, budget });
       const s = this.settings, baseline = s.method !== "sttm";
       const auto = s.mode === "budget" || baseline;
       const why = baseline ? `not used: ${this.labels[s.method] || s.method} keeps the budget`
-        : "set by the budget (see the readout)";
+        : "set by the budget";
       const upd = (o) => ({ __type__: "update", ...o });
       const autoValues = this.autoThresholds();
       const tauS = auto ? upd({ interactive: false, info: autoInfo("τS", why, autoValues, "tauS") })
@@ -58,10 +58,12 @@ tagged with the video id they belong to.
         if (autoValues.tauS !== null) tauS.value = autoValues.tauS;
         if (autoValues.tauT !== null) tauT.value = autoValues.tauT;
       }
+      const tree = ["sttm", "spatial_only"].includes(s.method);
       return [upd({ interactive: !baseline, info: baseline ? "baselines always keep the token budget" : null }),
               tauS, tauT,
               upd({ interactive: s.method === "sttm" }),
-              upd({ visible: auto })];
+              upd({ visible: auto }),
+              upd({ interactive: tree, info: tree ? STTM.help.root : `not used: ${this.labels[s.method] || s.method} has no quadtree` })];
     },
 
     /** The budget slider moved: the automatic thresholds for the τS / τT sliders. */
@@ -216,7 +218,7 @@ tagged with the video id they belong to.
   function autoInfo(name, why, values, key) {
     if (!values) return `${why}`;
     const v = values[key];
-    return `${why}: ${v === null ? "off" : v.toFixed(3)}`;
+    return `${why}: ${STTM.fmtSim(v)}`;
   }
 
   /** Lazily, once visible: each view's render is cheap when it has nothing new to draw. */

@@ -31,6 +31,15 @@ The visual code (the same on the map, the all-frames grid and the chains plot):
     return `hsl(${hue.toFixed(1)}, ${sat}%, ${light}%)`;
   }
 
+  /** A similarity or threshold as text: `digits` decimals, more when rounding would make a
+   * value below 1 read as 1.000 (the page never shows a number that hides a difference). */
+  function fmtSim(v, digits = 3) {
+    if (v === null || v === undefined) return "off";
+    let d = digits, text = Number(v).toFixed(d);
+    while (d < 8 && v < 1 && Number(text) >= 1) text = Number(v).toFixed(++d);
+    return text;
+  }
+
   /** Pixel edges of n equal cells over `size` pixels, rounded so they tile it. */
   function edges(n, size) {
     return Int32Array.from({ length: n + 1 }, (_, k) => Math.round((k * size) / n));
@@ -126,6 +135,6 @@ The visual code (the same on the map, the all-frames grid and the chains plot):
     return parts.join("");
   }
 
-  Object.assign(STTM, { SIZE_PALETTE, SIZE_NAMES, sizeLevel, sizeColour, chainColour, edges,
+  Object.assign(STTM, { SIZE_PALETTE, SIZE_NAMES, sizeLevel, sizeColour, chainColour, fmtSim, edges,
                         drawFrame, legendHTML });
 })(typeof window !== "undefined" ? window : globalThis);

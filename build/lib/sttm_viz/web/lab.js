@@ -7,7 +7,7 @@ frames (plots.js), drawn when shown. */
   const STTM = root.STTM || (root.STTM = {});
   if (STTM.mountLab) return;
 
-  const fmt = (v, d = 3) => (v === null || v === undefined ? "off" : Number(v).toFixed(d));
+  const fmt = (v, d = 3) => STTM.fmtSim(v, d);
   const pct = (v) => `${(100 * v).toFixed(1)}%`;
   const num = (v) => Number(v).toLocaleString("en-US");
   const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
@@ -157,11 +157,12 @@ frames (plots.js), drawn when shown. */
       const tauT = eff.tauT === null ? "off" : fmt(eff.tauT);
       const root = s.method === "temporal_only" ? "no quadtree (each patch on its own)" : `root grid ${grid}`;
       what = `${name} at a ${Math.round(100 * s.budget)}% budget → τS ${eff.tauS === null ? "off" : fmt(eff.tauS)}, τT ${tauT} (found for this video) · ${root}`;
-    } else if (eff.kind === "served" && eff.method === "uniform") {
-      what = `Uniform pooling at ${Math.round(100 * s.budget)}%: every frame average-pooled to one ${uniformGrid(app.tokens)} grid`;
-    } else if (eff.kind === "served") {
+    } else if (s.method === "uniform") {
+      const grid = eff.kind === "served" ? ` ${uniformGrid(app.tokens)}` : "";
+      what = `Uniform pooling at ${Math.round(100 * s.budget)}%: every frame average-pooled to one${grid} grid`;
+    } else if (s.method === "fastv") {
       what = `FastV at ${Math.round(100 * s.budget)}%: keeps the patches the last question's final token attends to most; the rest are dropped`;
-    } else what = eff.why || "";
+    } else what = `${s.method === "sttm" ? "STTM" : app.labels[s.method]} at a ${Math.round(100 * s.budget)}% budget`;
     const notes = [...(app.payload.notes || [])];
     el.innerHTML = `${esc(what)} · features: ${esc(app.payload.source)}` +
       notes.map((n) => `<div class="sttm-note">${esc(n)}</div>`).join("");
@@ -176,7 +177,9 @@ frames (plots.js), drawn when shown. */
 
   function frameLabel(app) {
     const tk = app.tokens, t = app.view.frame;
-    const head = `frame ${t + 1} / ${app.ev.T}`;
+    const per = Math.round(app.payload.frames_sampled / app.payload.token_frames);
+    const head = per > 1 ? `token frame ${t + 1} / ${app.ev.T} (frames ${per * t + 1}–${per * t + per})`
+      : `frame ${t + 1} / ${app.ev.T}`;
     if (!tk || app.view.step === 1) return `${head} · ${app.ev.H * app.ev.W} patches`;
     if (app.view.step === 2) return `${head} · ${tk.spatialPerFrame[t]} boxes`;
     return `${head} · ${tk.spatialPerFrame[t]} boxes, ${tk.newPerFrame[t]} new tokens`;
@@ -283,8 +286,8 @@ frames (plots.js), drawn when shown. */
       const v = ev.child[level][base + q];
       const pass = tau !== null && v >= Math.fround(tau);
       const cls = slot.present ? (pass ? "pass" : "fail") : `edge ${pass ? "pass" : "fail"}`;
-      const title = slot.present ? `quarter ${q + 1}: similarity ${v.toFixed(4)}` : "no quarter here (odd edge): the official code compares the grid's first box instead";
-      return `<i class="${cls}" title="${title}">${v.toFixed(2)}</i>`;
+      const title = slot.present ? `quarter ${q + 1}: similarity ${fmt(v, 4)}` : "no quarter here (odd edge): the official code compares the grid's first box instead";
+      return `<i class="${cls}" title="${title}">${fmt(v, 2)}</i>`;
     });
     return { html: `<span class="sttm-quad">${cells.join("")}</span>`, min: ev.minChild[level][(t * h + i) * w + j] };
   }
@@ -306,8 +309,8 @@ frames (plots.js), drawn when shown. */
       else {
         q = quad(ev, l, t, ai, aj, tau);
         if (tau === null) verdict = "spatial merging off: split";
-        else if (l < level) verdict = `lowest ${q.min.toFixed(3)} &lt; τS → <b class="fail">split</b>`;
-        else verdict = `lowest ${q.min.toFixed(3)} ≥ τS → <b class="pass">one token</b>`;
+        else if (l < level) verdict = `lowest ${fmt(q.min)} &lt; τS → <b class="fail">split</b>`;
+        else verdict = `lowest ${fmt(q.min)} ≥ τS → <b class="pass">one token</b>`;
       }
       rows.push(`<div class="sttm-path-row${l === level ? " this" : ""}" data-box="${box.join(",")}"><span class="sttm-path-name">${label}</span>${q.html}<span>${verdict}</span></div>`);
     }
@@ -331,7 +334,7 @@ frames (plots.js), drawn when shown. */
       const same = tk.spatialToToken[o] === tk.spatialToToken[s];
       let verdict = tau === null ? "temporal merging off" : ok ? `≥ τT → <b class="pass">same token</b>` : `&lt; τT → <b class="fail">separate</b>`;
       if (ok && !same) verdict = "≥ τT, but the official union-find stopped before joining them";
-      return `<div class="sttm-path-row" data-box="${Array.from(b).join(",")}"><span class="sttm-path-name">${dir < 0 ? "← previous" : "→ next"} frame (${b[0] + 1}): ${b[3] - b[1]}×${b[4] - b[2]} box</span><span class="sttm-sim ${ok ? "pass" : "fail"}">${sim.toFixed(3)}</span><span>${verdict}</span></div>`;
+      return `<div class="sttm-path-row" data-box="${Array.from(b).join(",")}"><span class="sttm-path-name">${dir < 0 ? "← previous" : "→ next"} frame (${b[0] + 1}): ${b[3] - b[1]}×${b[4] - b[2]} box</span><span class="sttm-sim ${ok ? "pass" : "fail"}">${fmt(sim)}</span><span>${verdict}</span></div>`;
     });
     const value = tau === null ? "off" : fmt(tau);
     return `<div class="sttm-ins-sec">Across frames (τT ${value}): its similarity to each box at the same place in the neighbouring frames, one inside the other</div>${rows.join("") || "<div>no neighbouring frame</div>"}`;

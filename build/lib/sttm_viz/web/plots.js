@@ -115,7 +115,11 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
     for (let t = 0; t < T; t += every) ctx.fillText(String(t + 1), L.left + (t + 0.5) * L.dx, h - 8);
     ctx.textAlign = "left";
     ctx.fillText("↓ where", 2, L.top + 10); ctx.fillText("in the", 2, L.top + 22); ctx.fillText("frame", 2, L.top + 34);
-    ctx.fillText("frame →", w - 60, h - 8);
+    ctx.textAlign = "right";
+    ctx.fillText("frame →", w - L.right, 10);
+    ctx.textAlign = "left";
+    canvas.dataset.tokens = String(tk.numTokens);
+    canvas.dataset.frame = String(app.view.frame);
     panel.querySelector(".sttm-legend").innerHTML = STTM.legendHTML(2, app.view.colourBy, state.areas, false)
       + `<span class="sttm-key"><i style="background:rgba(0,120,255,0.25)"></i>current frame</span>`;
   }
@@ -228,6 +232,13 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
     if (!ev) { note.textContent = ""; return; }
     const which = state.which, tk = app.tokens, eff = app.current || {};
     const tau = which === "spatial" ? (tk && tk.tauS !== undefined ? tk.tauS : null) : (tk && tk.tauT !== undefined ? tk.tauT : null);
+    const name = which === "spatial" ? "τS" : "τT";
+    const method = app.settings.method;
+    if ((!tk || tk.served) && ["uniform", "fastv"].includes(method)) { // no threshold acts here
+      note.textContent = `Not used: ${app.labels[method] || method} does not compare similarities with ${name}.`;
+      return;
+    }
+    if (!tk) { note.textContent = (app.current && app.current.why) || ""; return; }
     const sorted = sortedValues(app, which, state);
     if (!sorted.length) {
       note.textContent = which === "temporal" ? (ev.T === 1 ? "One frame: nothing to merge across frames." : "No nested pairs to test.") : "The root grid is the patch grid: no boxes to test.";
