@@ -15,7 +15,6 @@ sessions share through ONE queue (concurrency_id "model", one at a time).
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 from importlib import resources
 
@@ -86,13 +85,13 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
                     c["tau_s"] = gr.Slider(0.0, 1.0, value=settings["tauS"], step=0.01,
                                            label="τS — spatial threshold",
                                            info=guide.HELP["tau_s"], elem_id="sttm-tau-s")
-                    _histogram("spatial", head)
+                    _histogram("spatial")
                 with gr.Group():
                     c["temporal"] = gr.Checkbox(True, label=guide.HELP["temporal"])
                     c["tau_t"] = gr.Slider(0.0, 1.0, value=settings["tauT"], step=0.01,
                                            label="τT — temporal threshold",
                                            info=guide.HELP["tau_t"], elem_id="sttm-tau-t")
-                    _histogram("temporal", head)
+                    _histogram("temporal")
                 c["root"] = gr.Radio(["2×2", "4×4", "7×7", "14×14"], value="4×4",
                                      label="Root grid", info=guide.HELP["root"],
                                      elem_id="sttm-root")
@@ -115,17 +114,23 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
                                            else "needs a model: pixels have no layers",
                                            interactive=engine.has_model)
         _model_tabs(c, engine)
-        c["served"] = gr.HTML(None, visible="hidden", html_template="<div></div>", head=head,
-                              js_on_load="STTM.app.requestServer = () => trigger('click');"
-                                         " watch('value', () => STTM.app.receive(props.value));")
+        c["served"] = gr.HTML(None, visible="hidden", html_template="<div></div>",
+                              js_on_load=_when_loaded(
+                                  "STTM.app.requestServer = () => trigger('click');"
+                                  " watch('value', () => STTM.app.receive(props.value));"))
         _wire(demo, c, state, engine, presets, load_btn, examples, first, default_frames)
     return demo
 
 
-def _histogram(which: str, head: str) -> gr.HTML:
-    return gr.HTML(None, html_template="<div class='sttm-root'></div>", head=head,
-                   js_on_load=f"STTM.mountHistogram(element, '{which}');",
+def _histogram(which: str) -> gr.HTML:
+    return gr.HTML(None, html_template="<div class='sttm-root'></div>",
+                   js_on_load=_when_loaded(f"STTM.mountHistogram(element, '{which}');"),
                    elem_id=f"sttm-hist-{which}", apply_default_css=False)
+
+
+def _when_loaded(code: str) -> str:
+    """js_on_load code that waits for the page's scripts (the lab's head carries them once)."""
+    return f"(function go() {{ if (window.STTM && STTM.mountLab) {{ {code} }} else setTimeout(go, 20); }})();"
 
 
 def _model_tabs(c: dict, engine: Engine) -> None:
@@ -195,8 +200,10 @@ def _wire(demo, c, state, engine, presets, load_btn, examples, first, default_fr
     c["served"].change(None, state_inputs, state_outputs, js=control_state)
     for i, name in enumerate(guide.PRESETS):
         tau_s, tau_t = guide.PRESETS[name]
-        presets[i].click(None, None, [c["mode"], c["tau_s"], c["tau_t"], c["temporal"]],
-                         js=f"() => ['Thresholds', {tau_s}, {tau_t}, true]")
+        presets[i].click(  # one re-merge; the four controls then follow (no-ops for the page)
+            None, None, [c["mode"], c["tau_s"], c["tau_t"], c["temporal"]],
+            js=f"() => {{ STTM.app.control({{mode: 'Thresholds', tauS: {tau_s}, tauT: {tau_t},"
+               f" temporal: true}}); return ['Thresholds', {tau_s}, {tau_t}, true]; }}")
 
     # ... and asks the server only for what it cannot compute: the page triggers this
     c["served"].click(_handler(engine, handlers.sync, ("served",)), [state, *controls],

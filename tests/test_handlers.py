@@ -8,7 +8,7 @@ from sttm_core.pixels import pixel_patch_features
 from sttm_core.video import load_video
 from sttm_viz import handlers
 from sttm_viz.payload import BUDGETS, evidence_json
-from sttm_viz.session import Controls, Engine, Session, UserError
+from sttm_viz.session import Engine, Session, UserError
 
 pytestmark = pytest.mark.core
 
