@@ -67,7 +67,7 @@ def merge_evidence(merger: VideoTokenMerger) -> MergeEvidence:
         child.append(pyramid.child_similarities(level, t, i, j).view(T, h, w, 4))
         present.append(pyramid.child_slots(level, i[:h * w], j[:h * w])[2].view(h, w, 4))
     earlier, later = nested_pairs(merger)
-    sims = torch.zeros(max(T - 1, 0), len(earlier))
+    sims = torch.zeros(max(T - 1, 0), len(earlier), device=earlier.device)
     if T > 1:
         nodes = torch.cat([lv.flatten(1, 2) for lv in pyramid.levels], dim=1)  # [T, M, C]
         M = nodes.shape[1]

@@ -12,6 +12,8 @@ from support.videos import smooth_features
 pytestmark = pytest.mark.core
 
 GRIDS = [(3, 14, 14), (2, 7, 9), (3, 5, 3), (1, 6, 6), (2, 1, 1), (4, 2, 5)]
+# where a batched matmul's bits could depend on the batch (cuBLAS), check there too
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def boxes_of(merger):
@@ -46,18 +48,20 @@ def test_pairs_are_every_nested_pair_once(grid):
 
 @pytest.mark.parametrize("grid", GRIDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_child_similarities_are_what_the_search_tests(grid, dtype):
-    x = smooth_features(*grid, C=8, seed=3, dtype=dtype)
+@pytest.mark.parametrize("device", DEVICES)
+def test_child_similarities_are_what_the_search_tests(grid, dtype, device):
+    x = smooth_features(*grid, C=8, seed=3, dtype=dtype).to(device)
     merger = VideoTokenMerger(x)
     ev = merge_evidence(merger)
     for level, (h, w) in enumerate(ev.sizes[:-1]):
-        everything = torch.ones(grid[0], h, w, dtype=torch.bool)
+        everything = torch.ones(grid[0], h, w, dtype=torch.bool, device=device)
         searched = merger.pyramid.min_child_sim(level, everything)
         assert torch.equal(ev.min_child_similarity(level), searched)  # bit for bit
         # each present slot against an independent cosine of the node and that child
         parent, child = merger.pyramid.levels[level].float(), merger.pyramid.levels[level + 1].float()
         rows, cols, present = merger.pyramid.child_slots(
-            level, torch.arange(h).repeat_interleave(w), torch.arange(w).repeat(h))
+            level, torch.arange(h, device=device).repeat_interleave(w),
+            torch.arange(w, device=device).repeat(h))
         assert torch.equal(present.view(h, w, 4), ev.child_present[level])
         for t, n, s in itertools.product(range(grid[0]), range(h * w), range(4)):
             i, j = divmod(n, w)
@@ -67,8 +71,9 @@ def test_child_similarities_are_what_the_search_tests(grid, dtype):
 
 
 @pytest.mark.parametrize("grid", GRIDS)
-def test_pair_similarities_are_what_the_merge_tests(grid):
-    x = smooth_features(*grid, C=8, seed=5, noise=0.5)
+@pytest.mark.parametrize("device", DEVICES)
+def test_pair_similarities_are_what_the_merge_tests(grid, device):
+    x = smooth_features(*grid, C=8, seed=5, noise=0.5).to(device)
     merger = VideoTokenMerger(x)
     ev = merge_evidence(merger)
     index = {(a, b): k for k, (a, b) in enumerate(zip(ev.pair_earlier.tolist(),
