@@ -114,25 +114,29 @@ class VideoChat:
 
     def reset_prefix(self) -> None:
         """Forget the cached prefix (KV cache); the encoded video is kept."""
-        self._prefix = None
-        self._history, self._pending = [], []
+        with self.loaded.model.sttm.lock:  # not while another thread's reply reads it
+            self._prefix = None
+            self._history, self._pending = [], []
 
     def set_config(self, config: STTMConfig) -> None:
         """New STTM settings. Same merge layer: re-merge from the stored layer-k hidden states
-        (encoder and layers < k are not re-run); another layer: the prefix is rebuilt."""
+        (encoder and layers < k are not re-run); another layer: the prefix is rebuilt.
+        Done under the model's lock, so a reply streaming in another thread sees either the
+        old prefix or (at its next token) that it changed."""
         self.loaded.adapter.check_merge_layer(config.merge_layer)
-        old, self.config = self.config, config
-        if self._prefix is None or config == old:
-            return
-        if config.merge_layer != old.merge_layer or config.query_aware or old.query_aware:
-            self._prefix = None  # query-aware prefixes hold a question: nothing to re-merge
-            return
-        with self._model_turn():
-            start = time.perf_counter()
-            self._rollback()
-            remerge(self.loaded.model, self._prefix.cache)
-            self._store_prefix(self._prefix.cache, self._prefix.length,
-                               dict(self._prefix.timings, remerge=time.perf_counter() - start))
+        with self.loaded.model.sttm.lock:
+            old, self.config = self.config, config
+            if self._prefix is None or config == old:
+                return
+            if config.merge_layer != old.merge_layer or config.query_aware or old.query_aware:
+                self._prefix = None  # query-aware prefixes hold a question: nothing to re-merge
+                return
+            with self._model_turn():
+                start = time.perf_counter()
+                self._rollback()
+                remerge(self.loaded.model, self._prefix.cache)
+                self._store_prefix(self._prefix.cache, self._prefix.length,
+                                   dict(self._prefix.timings, remerge=time.perf_counter() - start))
 
     def video_features(self) -> torch.Tensor:
         """[T, H, W, D] the video's hidden states entering the merge layer (after `prepare`):
@@ -278,6 +282,9 @@ class VideoChat:
                 self._pending = [token]  # sampled, never fed: a follow-up turn starts with it
                 break
             with self._model_turn():
+                if self._prefix is not prefix:  # set_config / reset_prefix from another thread
+                    raise RuntimeError("the video prefix changed during the reply (new settings "
+                                       "or video); ask again")
                 logits, _ = self._feed([token])
 
     def _turn_ids(self, question: str, continue_conversation: bool) -> list[int]:

@@ -388,6 +388,17 @@ def format_question(item: QAItem) -> str:
     return "\n".join(lines + [PROMPT_SUFFIX])
 
 
+def options_in(question: str) -> list[str]:
+    """The options a question lists as `format_question` writes them ("A. cat" lines, from
+    A on, in order); [] when it lists none."""
+    options = []
+    for line in question.splitlines():
+        m = re.match(r"\s*([A-Z])[.)]\s+(.+)", line)
+        if m and len(options) < len(ascii_uppercase) and m.group(1) == ascii_uppercase[len(options)]:
+            options.append(m.group(2).strip())
+    return options
+
+
 # "answer is B", "Answer: (b)", "the correct option is C", "choice D"
 _KEYWORD = re.compile(r"\b(?:answer|option|choice)\b(?:\s+(?:is|would be|should be))?\s*[:=\-]?"
                       r"\s*[(\[]?([A-Za-z])(?![A-Za-z'])", re.IGNORECASE)

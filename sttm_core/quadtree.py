@@ -173,14 +173,26 @@ class QuadtreePyramid:
 
     def _similarity_to_children(self, level: int, t: Tensor, i: Tensor, j: Tensor) -> Tensor:
         """[n] smallest similarity of nodes (t, i, j) of a level to their up to 4 children."""
+        return self.child_similarities(level, t, i, j).amin(dim=1)
+
+    def child_slots(self, level: int, i: Tensor, j: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(rows, cols, present), each [n, 4]: the child compared in each of the 4 slots of
+        nodes (i, j) of a level, in the order (top-left, top-right, bottom-left, bottom-right).
+
+        The official code points an edge node's absent child slots at the level's top-left
+        child (0, 0), so such nodes must be similar to it too; reproduced for its tokens."""
         rows = self.rows.children[level][i][:, :, None].expand(-1, 2, 2)  # [n, 2, 2]
         cols = self.cols.children[level][j][:, None, :].expand(-1, 2, 2)
         present = (rows >= 0) & (cols >= 0)
-        # The official code points an edge node's absent child slots at the level's top-left
-        # child (0, 0), so such nodes must be similar to it too; reproduced for its tokens.
         rows, cols = rows.where(present, 0), cols.where(present, 0)
-        children = self.levels[level + 1][t[:, None, None], rows, cols].flatten(1, 2)  # [n, 4, C]
-        return cosine_to_each(children, self.levels[level][t, i, j], self.head_dim).amin(dim=1)
+        return rows.flatten(1), cols.flatten(1), present.flatten(1)
+
+    def child_similarities(self, level: int, t: Tensor, i: Tensor, j: Tensor) -> Tensor:
+        """[n, 4] fp32 cosine similarity of nodes (t, i, j) of a level to each child slot
+        (`child_slots`; absent slots hold the official code's stand-in child)."""
+        rows, cols, _ = self.child_slots(level, i, j)
+        children = self.levels[level + 1][t[:, None], rows, cols]  # [n, 4, C]
+        return cosine_to_each(children, self.levels[level][t, i, j], self.head_dim)
 
     @property
     def num_levels(self) -> int:

@@ -16,7 +16,7 @@ import torch
 from .chat import Reply, VideoChat
 from .config import STTMConfig
 from .merge import MergeResult
-from .qa import QAItem, format_question, parse_choice
+from .qa import QAItem, format_question, options_in, parse_choice
 
 
 @dataclass
@@ -35,9 +35,7 @@ class Answer:
 
     def agrees_with(self, other: "Answer") -> bool:
         """Same option chosen; when neither reply names one, the same text."""
-        if self.choice is None and other.choice is None:
-            return self.text.strip() == other.text.strip()
-        return self.choice == other.choice
+        return _same(self.choice, other.choice, self.text, other.text)
 
 
 @dataclass
@@ -106,6 +104,23 @@ def score(chat: VideoChat, items: list[QAItem], *, compare: bool = True, **kwarg
         everything = chat.sibling(STTMConfig.all_tokens(chat.config.merge_layer))
         reference = answer_questions(everything, items, **kwargs)
     return Score(answers, reference)
+
+
+def same_answer(question: str, text: str, other: str) -> bool:
+    """Two replies to one question agree, by the rule scoring uses: the same option letter
+    (parsed with the options the question lists, see qa.options_in), or, when neither names
+    one (or the question lists none), the same text."""
+    options = options_in(question)
+    if not options:
+        return text.strip() == other.strip()
+    return _same(parse_choice(text, len(options), options),
+                 parse_choice(other, len(options), options), text, other)
+
+
+def _same(choice: str | None, other_choice: str | None, text: str, other: str) -> bool:
+    if choice is None and other_choice is None:
+        return text.strip() == other.strip()
+    return choice == other_choice
 
 
 def _accuracy(answers: list[Answer]) -> float | None:

@@ -1,7 +1,10 @@
 """STTM Studio drawing and app: token overlays, grids, animations and plotly figures of a
-MergeResult (draw, figures), one user's session (session) and the Gradio UI (ui).
+MergeResult for scripts and notebooks (draw, figures); the app: one user's session (session),
+what each event does (handlers), what the page receives (payload), its words (guide), the
+Gradio layout and wiring (ui), and the page's own merge and drawing (web/*.js).
 
-Reads MergeResult (+ frames as uint8 [T, H_img, W_img, 3]); never reaches into a model.
+Reads MergeResult and merge evidence (+ frames as uint8 [T, H_img, W_img, 3]); never reaches
+into a model.
 Names load on first use, so `sttm-studio --help` needs none of the app's packages.
 """
 from typing import TYPE_CHECKING

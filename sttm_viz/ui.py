@@ -1,34 +1,38 @@
-"""The Gradio app: `build_demo(engine)` -> gr.Blocks. No globals: each browser session has its
-own `Session` (video, features, merge, chat, KV cache) in a gr.State.
+"""The Gradio app: `build_demo(engine)` -> gr.Blocks. Layout here, what happens in
+sttm_viz.handlers, the page's own drawing in sttm_viz/web. No globals: each browser session has
+its own `Session` in a gr.State.
 
-Layout: the video and the STTM controls on the left; readouts and tabs on the right (token map
-with a frame scrubber and click-to-inspect, all frames, temporal chains, tokens per frame,
-chat with TTFT and QA scoring).
+Layout (1400x900 without scrolling): the lab (token map of one frame, its player, the pipeline
+readout patches -> after tauS -> after tauT, the inspector of a clicked token) on the left; the
+controls (tauS, tauT, their histograms, root grid, thresholds/budget) beside it; below, what
+folds away (your own video, frames, method, merge layer) and the model's tabs (chat, TTFT, QA).
+
+Events: moving a control runs JavaScript only (the page re-merges from the video's evidence in
+a few ms, sttm_viz/web/app.js); the server is asked only for what the page cannot compute (a
+video's evidence, budget tables, baselines' tokens) and for the model's work, which all
+sessions share through ONE queue (concurrency_id "model", one at a time).
 """
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
-import tempfile
-from pathlib import Path
+from importlib import resources
 
 import gradio as gr
-import numpy as np
-from PIL import Image
 
-from sttm_core.methods import METHODS
-
-from .draw import chain_animation, draw_token_map, frame_grid, token_at
-from .figures import chains_figure, keep_summary, tokens_per_frame_figure
-from .session import Engine, Session, Settings, UserError
+from . import guide, handlers
+from .handlers import METHOD_MENU
+from .session import Engine, Session, UserError
 
 log = logging.getLogger(__name__)
 
 SESSION_TTL_S = 3600  # a session idle this long is dropped with its KV cache
-# the method menu: STTM (at thresholds or the budget) and the baselines at the budget
-METHOD_MENU = {m.label: m.name for m in METHODS.values() if m.name not in ("all", "sttm_budget")}
-PRESETS = {"Paper 50% (τS .85, τT .65)": (0.85, 0.65), "Paper 30% (τS .80, τT .50)": (0.80, 0.50)}
+MODEL_QUEUE = dict(concurrency_id="model", concurrency_limit=1)
+# the page's own requests (budget tables, baselines' tokens): no model, several at a time
+QUIET = dict(show_progress="hidden", trigger_mode="always_last", queue=True,
+             concurrency_id="page", concurrency_limit=4)
+WEB_FILES = ["merge.js", "draw.js", "app.js", "lab.js", "plots.js"]
+CONTROLS = ["mode", "tau_s", "tau_t", "temporal", "budget", "root", "layer", "method"]
 
 try:  # Hugging Face Spaces (ZeroGPU): run model work on a GPU when the package is there
     import spaces
@@ -38,327 +42,271 @@ except ImportError:  # anywhere else: a no-op
         return fn if fn is not None else (lambda f: f)
 
 
-def shows_errors(fn):
-    """Turn UserError (and anything unexpected) into a message in the UI; the app lives on."""
-    def report(err):
-        if isinstance(err, UserError):
-            return gr.Error(str(err))
-        log.exception("unexpected error in %s", fn.__name__)
-        return gr.Error(f"Something went wrong: {err}")
-
-    if _is_generator(fn):
-        @functools.wraps(fn)
-        def gen(*args, **kwargs):
-            try:
-                yield from fn(*args, **kwargs)
-            except gr.Error:
-                raise
-            except Exception as err:  # noqa: BLE001 - shown to the user, logged
-                raise report(err) from err
-        return gen
-
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except Exception as err:  # noqa: BLE001 - shown to the user, logged
-            raise report(err) from err
-    return call
-
-
-def _is_generator(fn) -> bool:
-    return inspect.isgeneratorfunction(fn)
+def page_head() -> str:
+    """The page's stylesheet and scripts (sttm_viz/web), inlined into the document head."""
+    web = resources.files("sttm_viz") / "web"
+    css = (web / "lab.css").read_text(encoding="utf-8")
+    scripts = "\n".join((web / name).read_text(encoding="utf-8") for name in WEB_FILES)
+    return f"<style>{css}</style>\n<script>{scripts}</script>"
 
 
 def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
     num_layers = engine.num_layers
+    head = page_head()
+    c: dict[str, gr.components.Component] = {}  # controls and outputs by name
+    examples = {e.title: e for e in guide.EXAMPLES if (engine.examples_dir / f"{e.name}.mp4").exists()}
+    first = next(iter(examples.values()), None)
+    settings = dict(mode="Thresholds", tauS=0.9, tauT=0.9, temporal=True, budget=0.3,
+                    root="4×4", method="STTM")
 
-    def session_of(state) -> Session:
-        return state if state is not None else Session(engine)
-
-    def settings_of(session: Session, values) -> Settings:
-        """The control values (in `controls` order) as Settings for this session's video."""
-        mode, tau_s, tau_t, temporal, budget, root, layer, method = values
-        choices = session.root_choices
-        root_level = choices.index(root) if root in choices else 1
-        return Settings(float(tau_s), float(tau_t), bool(temporal), root_level, int(layer),
-                        mode == "Token budget", float(budget), METHOD_MENU[method])
-
-    # --- handlers ----------------------------------------------------------------------------------
-    @on_gpu
-    @shows_errors
-    def load(state, video, frames, colour_by, *values, progress=gr.Progress()):
-        session = session_of(state)
-        progress(0.1, desc="Decoding the video" + (" and running the model" if engine.has_model
-                                                     else ""))
-        session.load(video, frames, settings_of(session, values))
-        choices, root = session.root_choices, values[5]
-        root = root if root in choices else choices[min(1, len(choices) - 1)]
-        progress(0.9, desc="Drawing")
-        T = len(session.frames)
-        return (session, *views(session, 0, colour_by),
-                gr.update(choices=choices, value=root),
-                gr.update(maximum=T - 1, value=0), qa_status(session), [])
-
-    @on_gpu
-    @shows_errors
-    def remerge(state, frame_index, colour_by, *values):
-        if state is None or state.clip is None:  # controls moved before any video: nothing to do
-            return (state, *[gr.skip()] * 5)
-        state.apply(settings_of(state, values))
-        return (state, *views(state, frame_index, colour_by))
-
-    @on_gpu
-    @shows_errors
-    def change_layer(state, frame_index, colour_by, *values, progress=gr.Progress()):
-        """A new merge layer: the model runs again up to it (the encoded video is kept)."""
-        if state is not None and state.chat is not None:
-            progress(0.2, desc=f"Running the model up to layer {int(values[6])}")
-        return remerge(state, frame_index, colour_by, *values)
-
-    @shows_errors
-    def show_frame(state, frame_index, colour_by, highlight=None):
-        if state is None or state.result is None:
-            return None
-        t = min(int(frame_index), len(state.frames) - 1)
-        by = "token" if colour_by == "token" else "granularity"
-        return draw_token_map(_shown(state.frames[t:t + 1])[0], state.result.cpu(), t, by=by,
-                              highlight=highlight)
-
-    @shows_errors
-    def inspect_token(state, frame_index, colour_by, evt: gr.SelectData):
-        if state is None or state.result is None:
-            return None, "Load a video first."
-        t = min(int(frame_index), len(state.frames) - 1)
-        x, y = evt.index
-        info = token_at(state.result.cpu(), t, x, y, _shown(state.frames[:1]).shape[1:3])
-        if info is None:
-            return show_frame(state, frame_index, colour_by), "No token there (dropped patch)."
-        first, last = info["frames"]
-        text = (f"**Token {info['token']}**: {info['size']}, {info['num_patches']} patches over "
-                f"frames {first}–{last} ({info['chain_length']} frame"
-                f"{'s' if info['chain_length'] > 1 else ''}).")
-        return show_frame(state, frame_index, colour_by, info["token"]), text
-
-    @shows_errors
-    def animate(state):
-        state = _loaded(state)
-        path = Path(tempfile.mkdtemp(prefix="sttm_")) / "chains.gif"
-        return str(chain_animation(state.frames, state.result.cpu(), path))
-
-    @on_gpu
-    @shows_errors
-    def chat(state, question, history, compare, *values):
-        state = _loaded(state)
-        settings = settings_of(state, values)
-        history = list(history or []) + [{"role": "user", "content": question}]
-        for reply, reference in state.ask(question, settings, compare):
-            answer = reply.text + ("" if not reply.done else "\n\n" + _reply_note(reply))
-            messages = history + [{"role": "assistant", "content": answer}]
-            if reference is not None:
-                verdict = "" if not reference.done else (
-                    " — **same answer**" if reference.text.strip() == reply.text.strip()
-                    else " — **different answer**")
-                messages.append({"role": "assistant", "content":
-                                 f"*All tokens:* {reference.text}{verdict}"
-                                 + ("\n\n" + _reply_note(reference) if reference.done else "")})
-            yield messages, ""
-
-    @on_gpu
-    @shows_errors
-    def measure(state, *values, progress=gr.Progress()):
-        state = _loaded(state)
-        progress(0.1, desc="Prefilling with all tokens, then with STTM")
-        t = state.measure_ttft(settings_of(state, values))
-        rows = "\n".join(
-            f"| {name} | {t[key]['tokens']} | {t[key]['ttft_s']:.3f} | "
-            f"{t[key]['vision_encoder']:.3f} | {t[key]['llm_prefill']:.3f} | {t[key]['merge']:.4f} |"
-            for name, key in [("all tokens", "all"), ("STTM", "sttm")])
-        return (f"**TTFT speed-up {t['speedup']:.2f}×** (first question, video prefix built)\n\n"
-                "| | prefill tokens | TTFT s | vision encoder s | LLM prefill s | merge s |\n"
-                f"|---|---|---|---|---|---|\n{rows}")
-
-    @on_gpu
-    @shows_errors
-    def score_qa(state, *values, progress=gr.Progress()):
-        state = _loaded(state)
-        result = state.score(settings_of(state, values),
-                             progress=lambda done, total: progress(done / total))
-        return (f"**STTM: {_pct(result.accuracy)}** vs **all tokens: "
-                f"{_pct(result.reference_accuracy)}** on {len(result.answers)} questions "
-                f"(same answer on {_pct(result.agreement)}; first-token KL "
-                f"{result.first_token_kl:.4f}).")
-
-    @shows_errors
-    def upload_qa(state, path):
-        state = _loaded(state)
-        if path:
-            state.set_qa(path)
-        return qa_status(state)
-
-    def qa_status(session: Session) -> str:
-        if not session.qa:
-            return "No QA set for this video: upload a JSON / JSONL / CSV of questions."
-        return f"QA set: {len(session.qa)} multiple-choice questions."
-
-    def preset(name):
-        tau_s, tau_t = PRESETS[name]
-        return "Thresholds", tau_s, tau_t, True
-
-    # --- layout ------------------------------------------------------------------------------------
-    with gr.Blocks(title="STTM Studio") as demo:
+    with gr.Blocks(title=guide.TITLE) as demo:
         state = gr.State(None, time_to_live=SESSION_TTL_S,
                          delete_callback=lambda s: s.drop_caches() if s else None)
-        gr.Markdown("# STTM Studio\nMulti-granular spatio-temporal token merging (ICCV 2025): "
-                    "watch a video become quadtree tokens and temporal chains, tune the "
-                    "thresholds, and chat with the video.")
-        if not engine.has_model:
-            gr.Markdown(f"**No model loaded** — {engine.why_no_model} The token map and "
-                        "chains below merge per-patch pixel features instead, so you can still "
-                        "see how merging works; chat, TTFT and QA scoring need a model.")
-        with gr.Row():
-            with gr.Column(scale=1):
-                video = gr.Video(label="Video", sources=["upload"])
-                example_files = sorted(str(p) for p in engine.examples_dir.glob("*.mp4"))
-                if example_files:
-                    gr.Examples(example_files, inputs=video, label="Examples", elem_id="examples")
-                frames = gr.Slider(1, engine.max_frames, value=default_frames, step=1,
-                                   label="Frames (uniformly sampled)")
-                load_btn = gr.Button("Load video", variant="primary")
-                mode = gr.Radio(["Thresholds", "Token budget"], value="Thresholds",
-                                label="Control")
-                tau_s = gr.Slider(0.0, 1.0, value=0.8, step=0.01, label="τS spatial threshold")
-                tau_t = gr.Slider(0.0, 1.0, value=0.6, step=0.01, label="τT temporal threshold")
-                temporal = gr.Checkbox(True, label="Temporal merging")
-                budget = gr.Slider(0.05, 1.0, value=0.3, step=0.01,
-                                   label="Token budget (keep ratio, automatic τS/τT)")
+        with gr.Row(equal_height=False, elem_id="sttm-top"):
+            gr.Markdown(f"# {guide.TITLE}\n{guide.TAGLINE}", elem_id="sttm-header")
+            c["example"] = gr.Dropdown(list(examples), value=None, label="Example video",
+                                       scale=0, min_width=260, elem_id="sttm-example")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=640):
+                c["lab"] = gr.HTML(
+                    None, html_template="<div class='sttm-root'></div>", head=head,
+                    js_on_load="STTM.mountLab(element, props); watch('value', () => STTM.app.load(props.value));"
+                               " if (props.value) STTM.app.load(props.value);",
+                    elem_id="sttm-lab", apply_default_css=False, methods=METHOD_MENU,
+                    help=guide.HELP, settings=settings)
+            with gr.Column(scale=1, min_width=380, elem_id="sttm-controls"):
+                c["mode"] = gr.Radio(list(guide.MODES), value="Thresholds", show_label=False,
+                                     elem_id="sttm-mode")
+                c["budget"] = gr.Slider(0.05, 1.0, value=settings["budget"], step=0.01,
+                                        label="Token budget (share kept)",
+                                        info=guide.HELP["budget"], visible=False,
+                                        elem_id="sttm-budget")
+                with gr.Group():
+                    c["tau_s"] = gr.Slider(0.0, 1.0, value=settings["tauS"], step=0.01,
+                                           label="τS — spatial threshold",
+                                           info=guide.HELP["tau_s"], elem_id="sttm-tau-s")
+                    _histogram("spatial")
+                with gr.Group():
+                    c["temporal"] = gr.Checkbox(True, label=guide.HELP["temporal"])
+                    c["tau_t"] = gr.Slider(0.0, 1.0, value=settings["tauT"], step=0.01,
+                                           label="τT — temporal threshold",
+                                           info=guide.HELP["tau_t"], elem_id="sttm-tau-t")
+                    _histogram("temporal")
+                c["root"] = gr.Radio(["2×2", "4×4", "7×7", "14×14"], value="4×4",
+                                     label="Root grid", info=guide.HELP["root"],
+                                     elem_id="sttm-root")
                 with gr.Row():
-                    preset_buttons = [gr.Button(name, size="sm") for name in PRESETS]
-                root = gr.Radio(["2x2", "4x4", "7x7", "14x14"], value="4x4",
-                                label="Root grid (where the coarse-to-fine search starts)")
-                method = gr.Dropdown(list(METHOD_MENU), value="STTM",
-                                     label="Method (baselines keep the token budget)")
-                layer = gr.Slider(0, max(num_layers - 1, 1), value=min(2, num_layers - 1),
-                                  step=1, label="Merge layer k", interactive=engine.has_model)
-            with gr.Column(scale=2):
-                summary = gr.Markdown("Load a video to see its tokens.")
-                with gr.Tabs():
-                    with gr.Tab("Token map"):
-                        with gr.Row():
-                            frame_index = gr.Slider(0, max(default_frames - 1, 1), value=0, step=1,
-                                                    label="Frame")
-                            colour_by = gr.Radio(["granularity", "token"], value="granularity",
-                                                 label="Colour by")
-                        token_map = gr.Image(label="Tokens of this frame (click one)",
-                                             interactive=False, elem_id="token-map")
-                        token_info = gr.Markdown()
-                    with gr.Tab("All frames"):
-                        grid = gr.Image(label="Every frame's tokens", interactive=False)
-                    with gr.Tab("Temporal chains"):
-                        chains = gr.Plot(label="Tokens over time (x: frame, y: position)")
-                        animate_btn = gr.Button("Animate the chains")
-                        animation = gr.Image(label="Chains: one colour per token while it lasts",
-                                             interactive=False)
-                    with gr.Tab("Tokens per frame"):
-                        per_frame = gr.Plot()
-                    with gr.Tab("Chat"):
-                        chatbot = gr.Chatbot(label="Chat with the video", height=360)
-                        with gr.Row():
-                            question = gr.Textbox(placeholder="Ask about the video…",
-                                                  show_label=False, scale=4)
-                            send = gr.Button("Send", variant="primary", scale=1)
-                        compare = gr.Checkbox(False, label="Also answer with all tokens "
-                                                           "(compare)")
-                        measure_btn = gr.Button("Measure TTFT: all tokens vs STTM")
-                        ttft = gr.Markdown()
-                        qa_info = gr.Markdown()
-                        qa_file = gr.File(label="QA set (JSON / JSONL / CSV)",
-                                          file_types=[".json", ".jsonl", ".csv"])
-                        score_btn = gr.Button("Score STTM vs all tokens on the QA set")
-                        scores = gr.Markdown()
-
-        controls = [mode, tau_s, tau_t, temporal, budget, root, layer, method]
-        view_outputs = [summary, token_map, grid, chains, per_frame]
-        load_btn.click(load, [state, video, frames, colour_by, *controls],
-                       [state, *view_outputs, root, frame_index, qa_info, chatbot],
-                       concurrency_limit=1, api_name="load")
-        remerge_inputs = [state, frame_index, colour_by, *controls]
-        for control in (*controls, colour_by):  # drags queue up: only the latest value runs
-            handler = change_layer if control is layer else remerge
-            control.change(handler, remerge_inputs, [state, *view_outputs], concurrency_limit=1,
-                           trigger_mode="always_last",
-                           api_name={tau_s: "remerge", layer: "change_layer"}.get(control))
-        for button, name in zip(preset_buttons, PRESETS):
-            button.click(lambda n=name: preset(n), None, [mode, tau_s, tau_t, temporal])
-        frame_index.change(show_frame, [state, frame_index, colour_by], token_map,
-                           api_name="show_frame")
-        token_map.select(inspect_token, [state, frame_index, colour_by], [token_map, token_info])
-        animate_btn.click(animate, state, animation, api_name="animate")
-        chat_inputs = [state, question, chatbot, compare, *controls]
-        send.click(chat, chat_inputs, [chatbot, question], concurrency_limit=1, api_name="chat")
-        question.submit(chat, chat_inputs, [chatbot, question], concurrency_limit=1)
-        measure_btn.click(measure, [state, *controls], ttft, concurrency_limit=1,
-                          api_name="measure_ttft")
-        qa_file.upload(upload_qa, [state, qa_file], qa_info, api_name="upload_qa")
-        score_btn.click(score_qa, [state, *controls], scores, concurrency_limit=1,
-                        api_name="score")
+                    presets = [gr.Button(name, size="sm") for name in guide.PRESETS]
+                gr.Markdown(f"<small>{guide.PRESET_NOTE}</small>")
+        with gr.Accordion("Your own video · frames · method · merge layer", open=False):
+            with gr.Row():
+                c["video"] = gr.Video(label="Upload a video", sources=["upload"], height=200)
+                with gr.Column():
+                    c["frames"] = gr.Slider(1, engine.max_frames, value=default_frames, step=1,
+                                            label="Frames", info=guide.HELP["frames"])
+                    load_btn = gr.Button("Load (the upload, or the example again)",
+                                         variant="primary")
+                    c["method"] = gr.Dropdown(list(METHOD_MENU), value="STTM", label="Method",
+                                              info=guide.HELP["method"], elem_id="sttm-method")
+                    c["layer"] = gr.Slider(0, max(num_layers - 1, 1), value=min(2, num_layers - 1),
+                                           step=1, label="Merge layer k",
+                                           info=guide.HELP["layer"] if engine.has_model
+                                           else "needs a model: pixels have no layers",
+                                           interactive=engine.has_model)
+        _model_tabs(c, engine)
+        c["served"] = gr.HTML(None, visible="hidden", html_template="<div></div>",
+                              js_on_load=_when_loaded(
+                                  "STTM.app.requestServer = () => trigger('click');"
+                                  " watch('value', () => STTM.app.receive(props.value));"))
+        _wire(demo, c, state, engine, presets, load_btn, examples, first, default_frames)
     return demo
 
 
-def views(session: Session, frame_index: int, colour_by: str):
-    """Every view of the session's current merge: (readout, token map of one frame, grid of all
-    frames, chains plot, tokens-per-frame plot). The chains animation is made on demand."""
-    result, frames = session.result.cpu(), _shown(session.frames)
-    t = min(int(frame_index), len(frames) - 1)
-    by = "token" if colour_by == "token" else "granularity"
-    return (readout(session), draw_token_map(frames[t], result, t, by=by),
-            frame_grid(session.frames, result, by=by), chains_figure(result),
-            tokens_per_frame_figure(result))
+def _histogram(which: str) -> gr.HTML:
+    return gr.HTML(None, html_template="<div class='sttm-root'></div>",
+                   js_on_load=_when_loaded(f"STTM.mountHistogram(element, '{which}');"),
+                   elem_id=f"sttm-hist-{which}", apply_default_css=False)
 
 
-def readout(session: Session) -> str:
-    s = keep_summary(session.result)
-    source = (f"layer-{session.features_layer} hidden states of the model" if session.chat
-              else "per-patch pixels (no model: " + session.engine.why_no_model + ")")
-    T, H, W = session.result.grid
-    return (f"**{T} frames × {H}×{W} patches = {s['tokens_before']} tokens** → "
-            f"{s['after_spatial']} after spatial merging ({s['spatial_keep_ratio']:.1%}) → "
-            f"**{s['after_temporal']} tokens after temporal merging "
-            f"({s['keep_ratio']:.1%} kept)**  \n"
-            f"τS {_fmt(session.result.spatial_threshold)} · τT "
-            f"{_fmt(session.result.temporal_threshold)} · root level "
-            f"{session.result.root_level} · features: {source}"
-            + (f"  \n**{session.note}**" if session.note else ""))
+def _when_loaded(code: str) -> str:
+    """js_on_load code that waits for the page's scripts (the lab's head carries them once)."""
+    return f"(function go() {{ if (window.STTM && STTM.mountLab) {{ {code} }} else setTimeout(go, 20); }})();"
 
 
-def _loaded(state) -> Session:
-    """The session of a handler that needs a loaded video."""
-    if state is None or state.clip is None:
-        raise UserError("Load a video first.")
-    return state
+def _model_tabs(c: dict, engine: Engine) -> None:
+    """Chat, TTFT and QA scoring; without a model each says why in one line instead."""
+    live = engine.has_model
+    why = "" if live else f"*Needs a model — {engine.why_no_model}*"
+    with gr.Tabs():
+        with gr.Tab("Chat"):
+            gr.Markdown(why, visible=not live)
+            c["chat"] = gr.Chatbot(label="Chat with the video", height=320, visible=live)
+            with gr.Row(visible=live):
+                c["question"] = gr.Textbox(placeholder="Ask about the video…", show_label=False,
+                                           scale=4)
+                c["send"] = gr.Button("Send", variant="primary", scale=1)
+            c["compare"] = gr.Checkbox(False, visible=live,
+                                       label="Also answer with all tokens (both on a cached "
+                                             "video prefix; same answer = same option, parsed "
+                                             "as in scoring)")
+        with gr.Tab("Time to first token"):
+            gr.Markdown(why, visible=not live)
+            c["measure"] = gr.Button("Measure TTFT: all tokens vs the current setting",
+                                     visible=live)
+            c["ttft"] = gr.Markdown()
+        with gr.Tab("QA accuracy"):
+            gr.Markdown(why, visible=not live)
+            c["qa_info"] = gr.Markdown()
+            c["qa_file"] = gr.File(label="QA set (JSON / JSONL / CSV)", visible=live,
+                                   file_types=[".json", ".jsonl", ".csv"])
+            c["score"] = gr.Button("Score the current setting vs all tokens", visible=live)
+            c["scores"] = gr.Markdown()
 
 
-def _shown(frames: np.ndarray, min_side: int = 480) -> np.ndarray:
-    """Frames enlarged (never shrunk) so small videos' token maps stay legible."""
-    H, W = frames.shape[1:3]
-    scale = min_side / max(H, W)
-    if scale <= 1:
-        return frames
-    size = (round(W * scale), round(H * scale))
-    return np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BILINEAR)) for f in frames])
+# --- wiring -------------------------------------------------------------------------------------
+
+def _wire(demo, c, state, engine, presets, load_btn, examples, first, default_frames):
+    controls = [c[name] for name in CONTROLS]
+
+    def out(*names):
+        return [state] + [c[n] for n in names]
+
+    load_outputs = ("lab", "root", "qa_info", "chat", "ttft", "scores")
+    load_fn = _handler(engine, handlers.load, load_outputs)
+    done_loading = dict(fn=None, inputs=None, outputs=None,
+                        js="() => STTM.app.loading(null)")
+    c["example"].input(None, c["example"], None,
+                       js="(name) => STTM.app.loading && STTM.app.loading(`Loading ${name}…`)")
+    c["example"].input(_from_example(load_fn, examples, engine),
+                       [state, c["example"], c["frames"], *controls], out(*load_outputs),
+                       show_progress="hidden", api_name="load_example", **MODEL_QUEUE
+                       ).then(**done_loading)
+    load_btn.click(None, None, None, js="() => STTM.app.loading('Loading the video…')")
+    load_btn.click(_upload_or_example(load_fn, examples, engine),
+                   [state, c["video"], c["example"], c["frames"], *controls], out(*load_outputs),
+                   show_progress="hidden", api_name="load", **MODEL_QUEUE).then(**done_loading)
+
+    # the page redraws by itself; no server call
+    c["tau_s"].change(None, c["tau_s"], None, js="(v) => { STTM.app.control({tauS: v}); }")
+    c["tau_t"].change(None, c["tau_t"], None, js="(v) => { STTM.app.control({tauT: v}); }")
+    c["root"].change(None, c["root"], None, js="(v) => { STTM.app.control({root: v}); }")
+    state_inputs = [c["mode"], c["method"], c["temporal"], c["budget"]]
+    state_outputs = [c["mode"], c["tau_s"], c["tau_t"], c["temporal"], c["budget"], c["root"]]
+    control_state = "(m, me, t, b) => STTM.app.controlState(m, me, t, b)"
+    for name in ("mode", "method", "temporal"):
+        c[name].change(None, state_inputs, state_outputs, js=control_state)
+    c["budget"].change(None, c["budget"], [c["tau_s"], c["tau_t"]],
+                       js="(b) => STTM.app.budgetMoved(b)")
+    c["served"].change(None, state_inputs, state_outputs, js=control_state)
+    for i, name in enumerate(guide.PRESETS):
+        tau_s, tau_t = guide.PRESETS[name]
+        presets[i].click(  # one re-merge; the four controls then follow (no-ops for the page)
+            None, None, [c["mode"], c["tau_s"], c["tau_t"], c["temporal"]],
+            js=f"() => {{ STTM.app.control({{mode: 'Thresholds', tauS: {tau_s}, tauT: {tau_t},"
+               f" temporal: true}}); return ['Thresholds', {tau_s}, {tau_t}, true]; }}")
+
+    # ... and asks the server only for what it cannot compute: the page triggers this
+    c["served"].click(_handler(engine, handlers.sync, ("served",)), [state, *controls],
+                      out("served"), api_name="sync", **QUIET)
+    c["layer"].release(None, c["layer"], None,
+                       js="(k) => STTM.app.loading(`Running the model up to layer ${k}…`)")
+    c["layer"].release(_handler(engine, handlers.change_layer, ("lab", "ttft", "scores")),
+                       [state, *controls], out("lab", "ttft", "scores"),
+                       show_progress="hidden", api_name="change_layer", **MODEL_QUEUE
+                       ).then(**done_loading)
+
+    # the model: one queue for every session
+    chat_fn = _handler(engine, handlers.chat, ("chat", "question", "served"), needs_video=True)
+    chat_inputs = [state, c["question"], c["chat"], c["compare"], *controls]
+    c["send"].click(chat_fn, chat_inputs, out("chat", "question", "served"), api_name="chat",
+                    **MODEL_QUEUE)
+    c["question"].submit(chat_fn, chat_inputs, out("chat", "question", "served"), **MODEL_QUEUE)
+    c["measure"].click(_handler(engine, handlers.measure_ttft, ("ttft",), needs_video=True),
+                       [state, *controls], out("ttft"), api_name="measure_ttft", **MODEL_QUEUE)
+    c["score"].click(_handler(engine, handlers.score, ("scores",), needs_video=True, progress=True),
+                     [state, *controls], out("scores"), api_name="score", **MODEL_QUEUE)
+    c["qa_file"].upload(_handler(engine, handlers.upload_qa, ("qa_info",), controls=False,
+                                 needs_video=True),
+                        [state, c["qa_file"]], out("qa_info"), api_name="upload_qa")
+    if first is not None and (not engine.has_model or _on_cuda(engine)):
+        demo.load(lambda: first.title, None, c["example"], queue=False).then(
+            _from_example(load_fn, examples, engine), [state, c["example"], c["frames"], *controls],
+            out(*load_outputs), show_progress="hidden", **MODEL_QUEUE).then(**done_loading)
 
 
-def _reply_note(reply) -> str:
-    where = "cached video prefix" if reply.cache_reused else "video prefix built for this reply"
-    return (f"*TTFT {reply.ttft_s:.2f} s · {where} · {reply.tokens_before} → "
-            f"{reply.tokens_after} prefill tokens*")
+def _on_cuda(engine: Engine) -> bool:
+    return engine.has_model and engine.loaded.model.device.type == "cuda"
 
 
-def _fmt(value) -> str:
-    return "off" if value is None else f"{value:.3f}"
+def _upload_or_example(load_fn, examples: dict, engine: Engine):
+    """The Load button: the uploaded video, or else the example picked (e.g. with new frames)."""
+    def load_video(state, video, title, frames, *values):
+        if not video and title in examples:
+            video = str(engine.examples_dir / f"{examples[title].name}.mp4")
+        return load_fn(state, video, frames, *values)
+    return load_video
 
 
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{value:.0%}"
+def _from_example(load_fn, examples: dict, engine: Engine):
+    def load_example(state, title, frames, *values):
+        if title not in examples:
+            raise gr.Error("Pick an example from the list.")
+        path = str(engine.examples_dir / f"{examples[title].name}.mp4")
+        return load_fn(state, path, frames, *values)
+    return load_example
+
+
+def _handler(engine: Engine, fn, outputs: tuple[str, ...], *, controls: bool = True,
+             needs_video: bool = False, progress: bool = False):
+    """A handler of sttm_viz.handlers as a Gradio callback: (state, *inputs[, *controls]) ->
+    (state, *outputs in order); UserError (and anything unexpected) becomes a message."""
+    n_controls = len(CONTROLS) if controls else 0
+
+    def call(state, *args):
+        session = state if state is not None else Session(engine)
+        if needs_video and session.video is None:
+            raise UserError("Load a video first.")
+        inputs, values = args[:len(args) - n_controls], args[len(args) - n_controls:]
+        kwargs = {}
+        if progress:
+            bar = gr.Progress()
+            kwargs["progress"] = lambda done, total: bar(done / total)
+        if n_controls:
+            inputs = (*inputs, handlers.controls_from(session, *values))
+        return session, fn(session, *inputs, **kwargs)
+
+    def ordered(session, result: dict):
+        return (session, *[result.get(name, gr.skip()) for name in outputs])
+
+    if inspect.isgeneratorfunction(fn):
+        def stream(state, *args):
+            with _errors(fn):
+                session, results = call(state, *args)
+                for result in results:
+                    yield ordered(session, result)
+        stream.__name__ = fn.__name__
+        return on_gpu(stream)
+
+    def single(state, *args):
+        with _errors(fn):
+            return ordered(*call(state, *args))
+    single.__name__ = fn.__name__
+    return on_gpu(single) if fn is not handlers.sync else single
+
+
+class _errors:
+    """Turn UserError (and anything unexpected) into a message in the page; the app lives on."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, tb):
+        if err is None or isinstance(err, gr.Error):
+            return False
+        if isinstance(err, UserError):
+            raise gr.Error(str(err)) from err
+        log.exception("unexpected error in %s", self.fn.__name__)
+        raise gr.Error(f"Something went wrong: {err}") from err

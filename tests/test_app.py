@@ -1,15 +1,18 @@
 """The running Gradio app, driven through gradio_client, with a tiny random-weight model."""
 import re
-from pathlib import Path
+import threading
 
 import pytest
+import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from sttm_core import STTMConfig, merge_video_tokens, pyramid_sizes
+from sttm_core import STTMConfig, VideoTokenMerger, merge_video_tokens, thresholds_for_budget
 from sttm_core.chat import VideoChat
+from sttm_core.evidence import merge_evidence
 from sttm_core.examples import examples_dir
 from sttm_core.models.checkpoints import load_model
+from sttm_viz.payload import evidence_json
 from sttm_viz.session import Engine
 
 pytestmark = pytest.mark.app
@@ -37,39 +40,66 @@ def fallback_app(serve):
     return Client(serve(Engine(None, "no weights here (test)."), FRAMES), verbose=False)
 
 
-def controls(tau_s=0.8, tau_t=0.6, root="4x4", layer=2, mode="Thresholds", budget=0.3,
-             method="STTM"):
-    return [mode, tau_s, tau_t, True, budget, root, layer, method]
+def controls(tau_s=0.8, tau_t=0.6, root="2×2", layer=2, mode="Thresholds", budget=0.3,
+             method="STTM", temporal=True):
+    return [mode, tau_s, tau_t, temporal, budget, root, layer, method]
 
 
-def load(client, video=EXAMPLE, layer=2):
-    """Load a video; returns the outputs and the controls as the page now shows them (the root
-    choices follow the video's grid)."""
-    out = client.predict(handle_file(str(video)), FRAMES, "granularity", *controls(layer=layer),
-                         api_name="/load")
-    return out, controls(root=out[5]["value"], layer=layer)
+def load(client, video=EXAMPLE, **kw):
+    """Load a video: (lab payload, root update, qa line, chat, ttft, scores)."""
+    return client.predict(handle_file(str(video)), None, FRAMES, *controls(**kw), api_name="/load")
 
 
-def test_baselines_and_fastv_in_the_app(app):
+def features(loaded, layer=2, dtype=None):
+    """The layer-k features of the example, computed outside the app."""
+    chat = VideoChat(loaded, STTMConfig(merge_layer=layer), num_frames=FRAMES,
+                     max_pixels=MAX_PIXELS)
+    chat.load_video(EXAMPLE)
+    return chat.video_features()
+
+
+def test_load_sends_the_model_features_evidence(app):
+    loaded, client = app
+    lab, root, *_ = load(client)
+    assert lab["source"].startswith("layer-2 hidden states")
+    # Qwen2-VL folds frame pairs: the page is told why it sees fewer frames
+    assert lab["frames_sampled"] == FRAMES and lab["token_frames"] == FRAMES // 2
+    assert "folds 2 frames into one token frame: 8 frames → 4 token frames" in lab["notes"][0]
+    x = features(loaded)
+    assert lab["evidence"] == evidence_json(merge_evidence(VideoTokenMerger(x)))
+    assert [c[0] for c in root["choices"]] == ["2×2", "3×4"] and root["value"] == "2×2"
+    assert len(lab["frames"]) == FRAMES // 2 and lab["frames"][0].startswith("data:image/jpeg")
+    served = client.predict(*controls(), api_name="/sync")  # what the page asks for itself
+    assert served["video"] == lab["id"] and served["tokens"] is None and served["tables"] == []
+
+
+def test_budget_and_baselines_come_from_the_server(app):
+    loaded, client = app
+    lab, *_ = load(client)
+    x = features(loaded)
+    table = client.predict(*controls(mode="Token budget", budget=0.4), api_name="/sync")["tables"][0]
+    k = table["budgets"].index(0.4)
+    want = thresholds_for_budget(x, 0.4, root_level=0)
+    assert (table["tau_s"][k], table["tau_t"][k]) == (want.spatial_threshold, want.temporal_threshold)
+    got = merge_video_tokens(x, table["tau_s"][k], table["tau_t"][k], 0)
+    assert torch.equal(got.token_map, want.result.token_map)  # the page's merge at those
+    uniform = client.predict(*controls(method="Uniform pooling", budget=0.5), api_name="/sync")
+    assert uniform["tokens"]["method"] == "uniform" and uniform["tokens"]["budget"] == 0.5
+    assert uniform["video"] == lab["id"]
+    assert client.predict(*controls(), api_name="/sync")["tables"] == []  # thresholds: nothing
+
+
+def test_fastv_tokens_follow_a_question(app):
     _, client = app
-    _, shown = load(client)
-    root = shown[5]
-    uniform = client.predict(0, "granularity", *controls(root=root, method="Uniform pooling"),
-                             api_name="/remerge")
-    assert "tokens after temporal merging" in uniform[0]
-    fastv = controls(root=root, method="FastV")
-    before = client.predict(0, "granularity", *fastv, api_name="/remerge")[0]
-    assert "FastV picks tokens by the question" in before  # meanwhile: all tokens
-    assert tokens_in(before) == int(re.search(r"= (\d+) tokens\*\*", before).group(1))
-    reply = client.predict("What is shown?", [], False, *fastv, api_name="/chat")[0]
-    assert "video prefix built for this reply" in text_of(reply[-1])  # no reuse for FastV
-    fresh = Client(client.src, verbose=False)  # a first load with FastV selected works too
-    first = fresh.predict(handle_file(str(EXAMPLE)), FRAMES, "granularity",
-                          *controls(method="FastV"), api_name="/load")[0]
-    assert "FastV picks tokens by the question" in first
-    after = client.predict(0, "granularity", *fastv, api_name="/remerge")[0]
-    total = int(re.search(r"= (\d+) tokens\*\*", after).group(1))
-    assert tokens_in(after) == round(0.3 * total)  # the token map now shows FastV's choice
+    lab, *_ = load(client, method="FastV")
+    T, H, W = lab["evidence"]["grid"]
+    before = client.predict(*controls(method="FastV"), api_name="/sync")
+    assert before["tokens"] is None  # no question yet: the page says so and shows all patches
+    messages, _, served = client.predict("What is shown?", [], False, *controls(method="FastV"),
+                                         api_name="/chat")
+    assert "video prefix prefilled for this reply" in text_of(messages[-1])
+    kept = [t for t in served["tokens"]["to_token"] if t >= 0]
+    assert served["tokens"]["method"] == "fastv" and len(set(kept)) == round(0.3 * T * H * W)
 
 
 def text_of(message: dict) -> str:
@@ -78,75 +108,95 @@ def text_of(message: dict) -> str:
     return content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
 
 
-def tokens_in(readout: str) -> int:
-    return int(re.search(r"\*\*(\d+) tokens after temporal merging", readout).group(1))
-
-
-def expected_tokens(loaded, tau_s, tau_t, root_level, layer=2):
-    """merge_video_tokens on the same layer-k features, computed outside the app."""
-    chat = VideoChat(loaded, STTMConfig(tau_s, tau_t, root_level, layer), num_frames=FRAMES,
-                     max_pixels=MAX_PIXELS)
-    chat.load_video(EXAMPLE)
-    features = chat.video_features().float()
-    return merge_video_tokens(features, tau_s, tau_t, root_level).num_tokens
-
-
-def test_load_and_sliders_match_merge_video_tokens(app):
-    loaded, client = app
-    out, _ = load(client)
-    readout, token_map, grid = out[0], out[1], out[2]
-    assert "layer-2 hidden states" in readout
-    assert Path(token_map).exists() and Path(grid).exists()
-    # the root radio now lists this video's pyramid (4 token frames of 3x4: 2x2, 3x4)
-    shape = re.search(r"(\d+)×(\d+) patches", readout).groups()
-    assert [c[0] for c in out[5]["choices"]] == [f"{h}x{w}" for h, w in
-                                                 pyramid_sizes(*map(int, shape))] == ["2x2", "3x4"]
-    assert tokens_in(readout) == expected_tokens(loaded, 0.8, 0.6, 1)
-    for tau_s, tau_t in [(0.5, 0.3), (0.95, 0.9)]:
-        moved = client.predict(0, "token", *controls(tau_s, tau_t, root="2x2"),
-                               api_name="/remerge")
-        assert tokens_in(moved[0]) == expected_tokens(loaded, tau_s, tau_t, 0)
-
-
 def test_a_new_merge_layer_recomputes_the_features(app):
     loaded, client = app
-    _, shown = load(client)
-    moved = client.predict(0, "granularity", *controls(root=shown[5], layer=1),
-                           api_name="/change_layer")[0]
-    assert "layer-1 hidden states" in moved
-    assert tokens_in(moved) == expected_tokens(loaded, 0.8, 0.6, 1, layer=1)
+    load(client)
+    lab, ttft, scores = client.predict(*controls(layer=1), api_name="/change_layer")
+    assert lab["source"].startswith("layer-1 hidden states")
+    assert lab["evidence"] == evidence_json(merge_evidence(VideoTokenMerger(features(loaded, 1))))
+    assert ttft == "" and scores == ""
 
 
 def test_two_questions_the_second_reuses_the_cache(app):
     _, client = app
-    _, shown = load(client)  # loading prefilled the video prefix (the token map needs layer k)
-    first = client.predict("What is shown?", [], False, *shown, api_name="/chat")[0]
-    second = client.predict("Is anything moving?", first, False, *shown, api_name="/chat")[0]
+    load(client)  # loading prefilled the video prefix (the token map needs layer k)
+    first = client.predict("What is shown?", [], False, *controls(), api_name="/chat")[0]
+    second = client.predict("Is anything moving?", first, False, *controls(), api_name="/chat")[0]
     for messages in (first, second):
         assert re.search(r"TTFT [\d.]+ s · cached video prefix", text_of(messages[-1]))
     # new thresholds: the cached prefix is re-merged (layers >= k), not rebuilt
-    moved = controls(0.5, 0.3, root=shown[5])
-    third = client.predict("And now?", second, False, *moved, api_name="/chat")[0]
+    third = client.predict("And now?", second, False, *controls(0.5, 0.3), api_name="/chat")[0]
     assert "cached video prefix" in text_of(third[-1])
     assert [m["role"] for m in second] == ["user", "assistant", "user", "assistant"]
 
 
-def test_compare_with_all_tokens_and_ttft(app):
+def test_compare_answers_both_on_a_cached_prefix(app):
     _, client = app
-    _, shown = load(client)
-    messages = client.predict("What is shown?", [], True, *shown, api_name="/chat")[0]
-    assert text_of(messages[-1]).startswith("*All tokens:*")
-    assert re.search(r"\*\*(same|different) answer\*\*", text_of(messages[-1]))
-    ttft = client.predict(*shown, api_name="/measure_ttft")
+    load(client)
+    question = "Which colour?\nA. red\nB. blue\nAnswer with the option's letter."
+    messages = client.predict(question, [], True, *controls(), api_name="/chat")[0]
+    sttm, everything = text_of(messages[-2]), text_of(messages[-1])
+    assert everything.startswith("*All tokens:*")
+    assert "cached video prefix" in sttm and "cached video prefix" in everything
+    assert re.search(r"\*\*(same|different) answer\*\*", everything)
+
+
+def test_ttft_is_a_median_of_fresh_prefills_with_the_encoder_apart(app):
+    _, client = app
+    load(client)
+    ttft = client.predict(*controls(), api_name="/measure_ttft")
     assert re.search(r"TTFT speed-up [\d.]+×", ttft)
+    assert "median of 3 runs after a warm-up" in ttft and "prefilled for it (both ways)" in ttft
+    assert re.search(r"vision encoder .* ran once for this video: [\d.]+ s, not included", ttft)
+    runs = re.findall(r"\| ([\d.]+), ([\d.]+), ([\d.]+) \|", ttft)
+    assert len(runs) == 2  # all tokens and STTM, three runs each
 
 
-def test_qa_scoring_on_the_bundled_set(app):
+def test_qa_scoring_is_a_table_per_question(app):
     _, client = app
-    out, shown = load(client)
-    assert "QA set: 4 multiple-choice questions" in out[7]
-    scores = client.predict(*shown, api_name="/score")
-    assert re.search(r"STTM: \d+%\*\* vs \*\*all tokens: \d+%", scores)
+    out = load(client)
+    assert "QA set: 4 multiple-choice questions" in out[2]
+    scores = client.predict(*controls(), api_name="/score")
+    assert re.search(r"STTM τS 0.80 · τT 0.60 · root 2×2: \d+% right\*\* · all tokens: \d+%", scores)
+    assert re.search(r"chance 25% · \d+% of video tokens kept", scores)
+    rows = re.findall(r"^\| (\d) \| .* \| ([A-D?]) \| ([A-D?]) \| ([A-D]) \| (yes|no) \|$", scores, re.M)
+    assert [r[0] for r in rows] == ["1", "2", "3", "4"]
+    assert all((r[1] == r[2]) == (r[4] == "yes") for r in rows if "?" not in r[1:3])
+
+
+def test_one_model_queue_for_every_session(server):
+    """Two users at once: one changes the merge layer and asks, the other asks; the model's
+    work runs one event at a time, so both are answered and nothing breaks."""
+    _, url = server
+    a, b = Client(url, verbose=False), Client(url, verbose=False)
+    load(a), load(b)
+    answers, errors = {}, []
+
+    def user_a():
+        try:
+            a.predict(*controls(layer=1), api_name="/change_layer")
+            answers["a"] = a.predict("What is shown?", [], False, *controls(layer=1),
+                                     api_name="/chat")[0]
+        except Exception as err:  # noqa: BLE001 - collected, asserted below
+            errors.append(err)
+
+    def user_b():
+        try:
+            jobs = [b.submit("Describe it.", [], True, *controls(), api_name="/chat"),
+                    b.submit(*controls(layer=3), api_name="/change_layer")]
+            answers["b"] = jobs[0].result()[0]
+            jobs[1].result()
+        except Exception as err:  # noqa: BLE001
+            errors.append(err)
+
+    threads = [threading.Thread(target=user_a), threading.Thread(target=user_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    assert text_of(answers["a"][-1]) and text_of(answers["b"][-1])
+    assert "TTFT" in text_of(answers["b"][-2])
 
 
 def test_bad_uploads_get_a_message(app, tmp_path):
@@ -157,15 +207,16 @@ def test_bad_uploads_get_a_message(app, tmp_path):
     empty.write_bytes(b"")
     for bad, message in [(text, "notes.mp4"), (empty, "empty")]:
         with pytest.raises(AppError, match=message):
-            client.predict(handle_file(str(bad)), FRAMES, "granularity", *controls(),
-                           api_name="/load")
-    out, _ = load(client)  # the app is still alive and works afterwards
-    assert tokens_in(out[0]) > 0
+            load(client, bad)
+    lab, *_ = load(client)  # the app is still alive and works afterwards
+    assert lab["evidence"]["grid"][0] == FRAMES // 2
 
 
 def test_fallback_without_a_model_still_merges_pixels(fallback_app):
-    out, shown = load(fallback_app, layer=1)
-    assert "per-patch pixels" in out[0] and "no weights here" in out[0]
-    assert tokens_in(out[0]) < FRAMES * 14 * 14
+    lab, *_ = load(fallback_app, layer=1)
+    assert lab["source"].startswith("pixels") and lab["token_frames"] == FRAMES
+    assert lab["evidence"]["grid"] == [FRAMES, 14, 14]
     with pytest.raises(AppError, match="Chat needs a model"):
-        fallback_app.predict("Hello?", [], False, *shown, api_name="/chat")
+        fallback_app.predict("Hello?", [], False, *controls(layer=1), api_name="/chat")
+    with pytest.raises(AppError, match="TTFT needs a model"):
+        fallback_app.predict(*controls(layer=1), api_name="/measure_ttft")

@@ -24,8 +24,10 @@ def test_the_wheel_carries_the_packages_the_examples_and_the_commands(tmp_path):
     assert sorted(n.rsplit("/", 1)[1] for n in names
                   if n.startswith("sttm_assets/examples/")) == examples
     for module in ("sttm_core/models/registry.py", "sttm_core/sweep/cli.py", "sttm_viz/app.py",
-                   "sttm_core/lmms_plugin/model.py"):
+                   "sttm_core/lmms_plugin/model.py", "sttm_core/evidence.py"):
         assert module in names
+    web = sorted(p.name for p in (ROOT / "sttm_viz" / "web").iterdir())
+    assert sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("sttm_viz/web/")) == web
     assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
     (entry_points,) = [n for n in names if n.endswith("entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(entry_points).decode()

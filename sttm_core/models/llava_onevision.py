@@ -27,6 +27,12 @@ class LlavaOnevisionAdapter(VideoLLMAdapter):
             text=(64, 128, 4, 4, 2, 272, False),
             vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                         num_attention_heads=2, image_size=70, patch_size=14)),
+        # the real 14x14 token grid per frame (SigLIP 384 / 14, pooled) with tiny layers:
+        # the app's latency on a model's features without the cost of a real model
+        "tiny-llava-onevision-14x14": dict(
+            text=(64, 128, 4, 4, 2, 272, False),
+            vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                        num_attention_heads=2, image_size=384, patch_size=14)),
     }
 
     @property

@@ -1,0 +1,198 @@
+"""What the app does on each event, as plain functions: (session, inputs, Controls) -> a dict
+of output name -> value. ui.py wires them to components by those names; tests call them
+directly, without a server.
+
+The page re-thresholds the token map by itself (sttm_viz/web); these handlers send it what it
+cannot compute: a video's features and evidence (`load`, `change_layer`), the budget search's
+thresholds and the baselines' tokens (`sync`, which the page calls when it needs them), and
+everything that needs the model (chat, TTFT, scoring). Outputs not named in a returned dict
+are left as they are.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterator
+
+import gradio as gr
+
+from sttm_core.methods import METHODS
+
+from . import guide
+from .payload import tokens_json, video_payload
+from .session import DEFAULT_ROOTS, Controls, Session, UserError, VideoFeatures
+
+log = logging.getLogger(__name__)
+
+# the method menu: STTM (at thresholds or the budget) and the baselines at the budget
+METHOD_MENU = {m.label: m.name for m in METHODS.values() if m.name not in ("all", "sttm_budget")}
+SERVER_METHODS = ("uniform", "fastv")  # the page cannot compute these: the server sends tokens
+
+
+def controls_from(session: Session | None, mode: str, tau_s, tau_t, temporal, budget, root: str,
+                  layer, method: str) -> Controls:
+    """The page's control values (labels as shown) as Controls for this session's video."""
+    choices = session.root_choices if session else DEFAULT_ROOTS
+    return Controls(mode=guide.MODES.get(mode, "thresholds"), tau_s=float(tau_s),
+                    tau_t=float(tau_t), temporal=bool(temporal), budget=float(budget),
+                    root_level=choices.index(root) if root in choices else 1,
+                    merge_layer=int(layer), method=METHOD_MENU.get(method, "sttm"))
+
+
+def load(session: Session, path, frames, controls: Controls) -> dict:
+    """A new video: its features and evidence for the page; every view of the old one is
+    cleared (chat, TTFT, scores, a clicked token, server tokens)."""
+    video = session.load(path, frames, controls)
+    choices = session.root_choices  # the new video's pyramid: the same depth from the top
+    level = min(controls.root_level, len(choices) - 1)
+    session.prefetch_table(level, controls.temporal)  # budget mode is instant when it is done
+    root = choices[level]
+    return {"lab": _payload(session, video), "root": gr.update(choices=choices, value=root),
+            "qa_info": qa_status(session), "chat": [], "ttft": "", "scores": ""}
+
+
+def change_layer(session: Session, controls: Controls) -> dict:
+    """A new merge layer: the model runs again up to it (the encoded video is kept)."""
+    if session.video is None or session.chat is None:
+        return {}
+    video = session.features_for(controls)
+    return {"lab": _payload(session, video), "ttft": "", "scores": ""}
+
+
+def sync(session: Session, controls: Controls) -> dict:
+    """What the page needs from the server for these controls: the budget search's thresholds
+    (a table over every budget) or a baseline's tokens. {"served": message} for the page,
+    tagged with the video it belongs to (the page ignores another video's)."""
+    video = session.video
+    if video is None:
+        return {"served": None}
+    message = {"video": video.id, "tables": [], "tokens": None}
+    levels = video.merger.num_levels
+    method = controls.method
+    if method in ("sttm", "spatial_only", "temporal_only") and controls.uses_budget:
+        temporal = {"spatial_only": False, "temporal_only": True}.get(method, controls.temporal)
+        root = levels - 1 if method == "temporal_only" else min(controls.root_level, levels - 1)
+        message["tables"].append(session.budget_table(root, temporal))
+    elif method in SERVER_METHODS:
+        result = session.reduce(controls)
+        if result is not None:
+            message["tokens"] = dict(tokens_json(result), budget=controls.budget)
+    return {"served": message}
+
+
+def _payload(session: Session, video: VideoFeatures) -> dict:
+    engine = session.engine
+    if video.layer is None:
+        source = "pixels (per-patch colours; no model)"
+    else:
+        source = f"layer-{video.layer} hidden states of {engine.model_name}"
+    notes = [guide.frames_note(video.clip.num_frames, len(video.frames))]
+    payload = video_payload(video, source, notes)
+    example = guide.example_named(Path(video.clip.path).stem)
+    payload["example"] = {"title": example.title, "look": example.look} if example else None
+    return payload
+
+
+def qa_status(session: Session) -> str:
+    if not session.engine.has_model:
+        return ""
+    if not session.qa:
+        return "No QA set for this video: upload a JSON / JSONL / CSV of questions."
+    return f"QA set: {len(session.qa)} multiple-choice questions."
+
+
+# --- the model ---------------------------------------------------------------------------------
+
+def chat(session: Session, question: str, history: list, compare: bool,
+         controls: Controls) -> Iterator[dict]:
+    """Stream the answer (and, with compare, the all-token answer, both on a cached video
+    prefix). With FastV the page receives the tokens the question chose."""
+    from sttm_core.scoring import same_answer
+
+    history = list(history or []) + [{"role": "user", "content": question}]
+    for reply, reference in session.ask(question, controls, compare):
+        note = "" if not reply.done else "\n\n" + reply_note(reply)
+        messages = history + [{"role": "assistant", "content": reply.text + note}]
+        if reference is not None:
+            verdict = ""
+            if reference.done:
+                same = same_answer(question, reply.text, reference.text)
+                verdict = " — **same answer**" if same else " — **different answer**"
+            messages.append({"role": "assistant", "content":
+                             f"*All tokens:* {reference.text}{verdict}"
+                             + ("\n\n" + reply_note(reference) if reference.done else "")})
+        out = {"chat": messages, "question": ""}
+        if reply.done and controls.config.query_aware and session.fastv is not None:
+            out["served"] = sync(session, controls)["served"]
+        yield out
+
+
+def reply_note(reply) -> str:
+    where = ("cached video prefix" if reply.cache_reused
+             else "video prefix prefilled for this reply")
+    return (f"*TTFT {reply.ttft_s:.2f} s · {where} · {reply.tokens_before} → "
+            f"{reply.tokens_after} prefill tokens ({reply.keep_ratio:.0%} of video tokens)*")
+
+
+def measure_ttft(session: Session, controls: Controls) -> dict:
+    t = session.measure_ttft(controls)
+    name = describe(controls, session)
+    rows = "\n".join(
+        f"| {label} | {t[key]['tokens']} | {t[key]['ttft_s']:.3f} | "
+        f"{', '.join(f'{s:.3f}' for s in t[key]['runs'])} |"
+        for label, key in [("all tokens", "all"), (name, "sttm")])
+    return {"ttft": (
+        f"**TTFT speed-up {t['speedup']:.2f}×** — {name}, first question with the video "
+        f"prefix prefilled for it (both ways); median of {t['runs']} runs after a warm-up.\n\n"
+        "| | prefill tokens | TTFT s (median) | runs s |\n|---|---|---|---|\n"
+        f"{rows}\n\nThe vision encoder (unchanged by STTM) ran once for this video: "
+        f"{t['vision_encoder_s']:.2f} s, not included above.")}
+
+
+def score(session: Session, controls: Controls, progress=None) -> dict:
+    """Every question of the video's QA set with the controls' reduction and with all tokens,
+    as a table, with the chance level and the settings it was measured at."""
+    result = session.score(controls, progress=progress)
+    rows = []
+    for i, (a, r) in enumerate(zip(result.answers, result.reference), 1):
+        rows.append(f"| {i} | {_cell(a.item.question)} | {a.choice or '?'} | {r.choice or '?'} "
+                    f"| {a.item.answer or '–'} | {'yes' if a.agrees_with(r) else 'no'} |")
+    chance = sum(1 / len(a.item.options) for a in result.answers) / len(result.answers)
+    keep = [a.reply.keep_ratio for a in result.answers]
+    name = describe(controls, session)
+    return {"scores": (
+        f"**{name}: {_pct(result.accuracy)} right** · all tokens: "
+        f"{_pct(result.reference_accuracy)} · same answer on {_pct(result.agreement)} · "
+        f"chance {chance:.0%} · {sum(keep) / len(keep):.0%} of video tokens kept\n\n"
+        "| # | question | STTM | all tokens | correct | agree |\n|---|---|---|---|---|---|\n"
+        + "\n".join(rows) + "\n\nAnswers are option letters parsed from each reply "
+        "('?': none found); with a tiny or random model expect chance level.")}
+
+
+def upload_qa(session: Session, path) -> dict:
+    if session.video is None:
+        raise UserError("Load a video first.")
+    if path:
+        session.set_qa(path)
+    return {"qa_info": qa_status(session)}
+
+
+def describe(controls: Controls, session: Session | None = None) -> str:
+    """The controls in the user's terms: 'STTM τS 0.85 · τT 0.65 · root 4×4'."""
+    choices = session.root_choices if session else None
+    grid = (choices[min(controls.root_level, len(choices) - 1)] if choices
+            else f"level {controls.root_level}")
+    if controls.method != "sttm":
+        return f"{METHODS[controls.method].label} at {controls.budget:.0%}"
+    if controls.mode == "budget":
+        return f"STTM at a {controls.budget:.0%} budget (root {grid})"
+    tau_t = f"{controls.tau_t:.2f}" if controls.temporal else "off"
+    return f"STTM τS {controls.tau_s:.2f} · τT {tau_t} · root {grid}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "/").replace("\n", " ")[:80]
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{value:.0%}"

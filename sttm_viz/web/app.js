@@ -1,0 +1,226 @@
+/* The page's state: one video's evidence and frames, the controls, the current tokens, and
+the views that draw them (STTM.app). Gradio's controls call `control` from JavaScript event
+listeners (no server round trip), so a moved slider re-merges and redraws in a few ms.
+
+Server messages: `load(payload)` once per video and feature source (sttm_viz.payload), and
+`receive(message)` with what only the server computes (budget tables, a baseline's tokens),
+tagged with the video id they belong to.
+*/
+(function (root) {
+  "use strict";
+  const STTM = root.STTM || (root.STTM = {});
+  if (STTM.app) return;
+
+  const MODES = { "Thresholds": "thresholds", "Token budget": "budget" };
+  const app = STTM.app = {
+    payload: null, ev: null, images: [], tables: {}, served: null,
+    settings: { mode: "thresholds", tauS: 0.9, tauT: 0.9, temporal: true, budget: 0.3,
+                root: "4×4", method: "sttm" },
+    methods: { "STTM": "sttm" }, // label -> name, from the page's props
+    labels: { sttm: "STTM" },
+    view: { frame: 0, step: 3, colourBy: "size", selected: null, hover: -1, playing: false },
+    tokens: null, current: null, mergeKey: "", renders: 0, requested: {},
+    requestServer: null, // set by the hidden server channel: asks for what `effective` needs
+    views: [],
+
+    /** A Gradio control moved (labels as the page shows them). */
+    control(partial) {
+      const next = { ...this.settings };
+      for (const [k, v] of Object.entries(partial)) {
+        if (v === undefined || v === null) continue;
+        if (k === "mode") next.mode = MODES[v] || v;
+        else if (k === "method") next.method = this.methods[v] || v;
+        else if (k === "tauS" || k === "tauT" || k === "budget") next[k] = Number(v);
+        else if (k === "temporal") next.temporal = Boolean(v);
+        else next[k] = v;
+      }
+      const changed = JSON.stringify(next) !== JSON.stringify(this.settings);
+      this.settings = next;
+      if (changed) this.refresh();
+    },
+
+    /** Mode, method or temporal merging changed: what the other controls should show
+     * (Gradio updates for [mode, tauS, tauT, temporal, budget, root]). */
+    controlState(mode, method, temporal, budget) {
+      this.control({ mode, method, temporal, budget });
+      const s = this.settings, baseline = s.method !== "sttm";
+      const auto = s.mode === "budget" || baseline;
+      const why = baseline ? `not used: ${this.labels[s.method] || s.method} keeps the budget`
+        : "set by the budget";
+      const upd = (o) => ({ __type__: "update", ...o });
+      const autoValues = this.autoThresholds();
+      const tauS = auto ? upd({ interactive: false, info: autoInfo("τS", why, autoValues, "tauS") })
+        : upd({ interactive: true, info: STTM.help.tau_s });
+      const tauTOff = !auto && !s.temporal;
+      const tauT = auto ? upd({ interactive: false, info: autoInfo("τT", why, autoValues, "tauT") })
+        : upd({ interactive: !tauTOff, info: tauTOff ? "off: merging across frames is off (tick the box above)" : STTM.help.tau_t });
+      if (auto && autoValues) {
+        if (autoValues.tauS !== null) tauS.value = autoValues.tauS;
+        if (autoValues.tauT !== null) tauT.value = autoValues.tauT;
+      }
+      const tree = ["sttm", "spatial_only"].includes(s.method);
+      return [upd({ interactive: !baseline, info: baseline ? "baselines always keep the token budget" : null }),
+              tauS, tauT,
+              upd({ interactive: s.method === "sttm" }),
+              upd({ visible: auto }),
+              upd({ interactive: tree, info: tree ? STTM.help.root : `not used: ${this.labels[s.method] || s.method} has no quadtree` })];
+    },
+
+    /** The budget slider moved: the automatic thresholds for the τS / τT sliders. */
+    budgetMoved(budget) {
+      this.control({ budget });
+      const values = this.autoThresholds();
+      if (!values) return [{ __type__: "update" }, { __type__: "update" }];
+      const show = (name, v) => ({ __type__: "update", ...(v === null ? {} : { value: v }),
+                                   info: autoInfo(name === "tauS" ? "τS" : "τT", "set by the budget", values, name) });
+      return [show("tauS", values.tauS), show("tauT", values.tauT)];
+    },
+
+    /** The thresholds the budget search chose for the current budget, or null. */
+    autoThresholds() {
+      const eff = this.current;
+      return eff && eff.kind === "merge" && eff.source === "budget" ? { tauS: eff.tauS, tauT: eff.tauT } : null;
+    },
+
+    /** A server job for the map is under way (a video, a merge layer); null: it ended. */
+    loading(message) {
+      this.loadingNote = message || "";
+      this.render("loading");
+    },
+
+    /** A new video (or feature source): evidence, frames; every old selection cleared. */
+    load(payload) {
+      if (!payload || !payload.evidence) return;
+      this.payload = payload;
+      this.loadingNote = "";
+      this.ev = STTM.prepare(payload.evidence);
+      this.tables = {};
+      this.served = null;
+      this.requested = {};
+      this.curves = {};
+      this.images = payload.frames.map((src) => {
+        const img = new Image();
+        img.onload = () => this.render("image");
+        img.src = src;
+        return img;
+      });
+      this.view = { ...this.view, frame: 0, selected: null, hover: -1, playing: false };
+      this.stopPlaying();
+      this.mergeKey = "";
+      this.shownKey = "";
+      this.refresh();
+    },
+
+    /** A server message for the current video: budget tables, a baseline's tokens. */
+    receive(message) {
+      if (!message || !this.payload || message.video !== this.payload.id) return;
+      for (const table of message.tables || []) this.tables[`${table.root}|${table.temporal}`] = table;
+      if (message.tokens) this.served = message.tokens;
+      this.shownKey = "";
+      this.refresh();
+    },
+
+    rootIndex() {
+      if (!this.ev) return 1;
+      const names = this.ev.sizes.map(([h, w]) => `${h}×${w}`);
+      const k = names.indexOf(String(this.settings.root).replace("x", "×"));
+      return k >= 0 ? k : Math.min(1, this.ev.L - 1);
+    },
+
+    /** What the current controls ask for: a merge at given thresholds, the server's tokens,
+     * or a wait (with the reason). */
+    effective() {
+      const s = this.settings, ev = this.ev;
+      const root = this.rootIndex();
+      if (s.method === "sttm" && s.mode === "thresholds") {
+        return { kind: "merge", source: "thresholds", tauS: s.tauS, tauT: s.temporal ? s.tauT : null, root };
+      }
+      if (["sttm", "spatial_only", "temporal_only"].includes(s.method)) {
+        const temporal = { spatial_only: false, temporal_only: true }[s.method] ?? s.temporal;
+        const r = s.method === "temporal_only" ? ev.L - 1 : root;
+        const table = this.tables[`${r}|${temporal}`];
+        if (!table) return { kind: "wait", need: `table|${r}|${temporal}`, why: "Finding τS and τT for every budget on this video (once per video)…" };
+        const k = Math.max(0, Math.min(table.budgets.length - 1, Math.round((s.budget - table.budgets[0]) / 0.01)));
+        return { kind: "merge", source: "budget", tauS: table.tau_s[k], tauT: table.tau_t[k], root: r,
+                 target: table.budgets[k], keep: table.keep[k] };
+      }
+      const t = this.served;
+      if (t && t.method === s.method && (s.method === "fastv" || Math.abs(t.budget - s.budget) < 1e-9)) {
+        return { kind: "served", method: s.method };
+      }
+      if (s.method === "fastv") return { kind: "wait", why: "FastV picks tokens by a question's attention: ask one in the Chat tab. Meanwhile every patch is shown." };
+      return { kind: "wait", need: `tokens|${s.method}|${s.budget}`, why: `${this.labels[s.method] || s.method}: computing its tokens…` };
+    },
+
+    /** Recompute the tokens for the current settings (if they changed) and redraw. */
+    refresh() {
+      if (!this.ev) { this.render("settings"); return; }
+      const eff = this.current = this.effective();
+      if (eff.need && !this.requested[eff.need] && this.requestServer) {
+        this.requested[eff.need] = true; // ask once; the answer arrives through `receive`
+        setTimeout(() => this.requestServer(), 0);
+      }
+      let key = "wait";
+      if (eff.kind === "merge") key = `m|${eff.tauS}|${eff.tauT}|${eff.root}`;
+      else if (eff.kind === "served") key = `s|${this.served.method}|${this.served.budget}|${this.served.boxes.length}`;
+      if (key !== this.mergeKey) {
+        this.mergeKey = key;
+        if (eff.kind === "merge") this.tokens = STTM.merge(this.ev, eff.tauS, eff.tauT, eff.root);
+        else if (eff.kind === "served") {
+          const boxes = Int32Array.from(this.served.boxes);
+          this.tokens = STTM.tokensFrom(this.ev, boxes, Int32Array.from(this.served.to_token), null, { served: eff.method });
+        } else this.tokens = null;
+      }
+      // a control that changes nothing shown (e.g. τS in budget mode) draws nothing
+      const shown = `${key}|${JSON.stringify(eff)}|${this.settings.method}|${this.settings.budget}`;
+      if (shown === this.shownKey) return;
+      this.shownKey = shown;
+      this.render("settings");
+    },
+
+    /** The output token at the clicked patch, under the current tokens (-1: none). */
+    selectedToken() {
+      const sel = this.view.selected, tk = this.tokens;
+      if (!sel || !tk) return -1;
+      return tk.tokenMap[(sel.t * tk.H + sel.y) * tk.W + sel.x];
+    },
+
+    setView(partial) {
+      this.view = { ...this.view, ...partial };
+      this.render("view");
+    },
+
+    register(view) { this.views.push(view); view.render(this, "mount"); },
+
+    render(reason) {
+      this.renders++;
+      for (const v of this.views) {
+        try { v.render(this, reason); } catch (err) { console.error("STTM view", err); }
+      }
+    },
+
+    play() {
+      if (!this.tokens || this.timer) return;
+      this.view.playing = true;
+      this.timer = setInterval(() => {
+        const T = this.tokens ? this.tokens.T : 1;
+        this.setView({ frame: (this.view.frame + 1) % T });
+      }, 300);
+      this.render("view");
+    },
+    stopPlaying() {
+      if (this.timer) clearInterval(this.timer);
+      this.timer = null;
+      this.view.playing = false;
+    },
+  };
+
+  function autoInfo(name, why, values, key) {
+    if (!values) return `${why}`;
+    const v = values[key];
+    return `${why}: ${STTM.fmtSim(v)}`;
+  }
+
+  /** Lazily, once visible: each view's render is cheap when it has nothing new to draw. */
+  STTM.isShown = (el) => !!(el && el.offsetParent !== null && el.getClientRects().length);
+})(typeof window !== "undefined" ? window : globalThis);

@@ -1,0 +1,347 @@
+/* The lab: the token map of one frame with its player, the pipeline readout (patches ->
+after tauS -> after tauT, which doubles as the before/after switch), the legend, and the
+inspector that says why a clicked token is what it is. Below: the chains over time and all
+frames (plots.js), drawn when shown. */
+(function (root) {
+  "use strict";
+  const STTM = root.STTM || (root.STTM = {});
+  if (STTM.mountLab) return;
+
+  const fmt = (v, d = 3) => STTM.fmtSim(v, d);
+  const pct = (v) => `${(100 * v).toFixed(1)}%`;
+  const num = (v) => Number(v).toLocaleString("en-US");
+  const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
+
+  const HTML = `
+  <div class="sttm-lab">
+    <div class="sttm-pipeline" role="group" aria-label="Merge steps: click one to see it on the map">
+      <button class="sttm-step" data-step="1"></button><span class="sttm-arrow">→ τS →</span>
+      <button class="sttm-step" data-step="2"></button><span class="sttm-arrow">→ τT →</span>
+      <button class="sttm-step" data-step="3"></button>
+    </div>
+    <div class="sttm-example"></div>
+    <div class="sttm-settings"></div>
+    <div class="sttm-body">
+      <div class="sttm-stage">
+        <div class="sttm-canvas-wrap"><canvas class="sttm-map" tabindex="0" aria-label="Token map of the current frame: click a token"></canvas>
+          <div class="sttm-tip"></div><div class="sttm-wait"></div></div>
+        <div class="sttm-player">
+          <button data-act="prev" title="previous frame (←)">‹</button>
+          <button data-act="play" title="play / pause">▶</button>
+          <button data-act="next" title="next frame (→)">›</button>
+          <input type="range" class="sttm-frame" min="0" max="0" value="0" step="1" aria-label="frame">
+          <span class="sttm-frame-label"></span>
+        </div>
+        <div class="sttm-legend-row"><div class="sttm-legend"></div>
+          <select class="sttm-colour" aria-label="colour"><option value="size">colour: box size</option><option value="chain">colour: token</option></select></div>
+      </div>
+      <div class="sttm-inspector" aria-live="polite"></div>
+    </div>
+    <div class="sttm-tabs" role="tablist">
+      <button data-tab="chains" class="on">Chains over time</button><button data-tab="grid">All frames</button>
+    </div>
+    <div class="sttm-panel" data-panel="chains"></div>
+    <div class="sttm-panel" data-panel="grid" hidden></div>
+  </div>`;
+
+  STTM.mountLab = function (element, props) {
+    const app = STTM.app;
+    if (props && props.methods) { app.methods = props.methods; app.labels = Object.fromEntries(Object.entries(props.methods).map(([k, v]) => [v, k])); }
+    if (props && props.help) STTM.help = props.help;
+    if (props && props.settings) app.control(props.settings);
+    const rootEl = element.querySelector(".sttm-root") || element;
+    rootEl.innerHTML = HTML;
+    const $ = (sel) => rootEl.querySelector(sel);
+    const canvas = $(".sttm-map"), tip = $(".sttm-tip");
+    const ui = { rootEl, canvas, tip, frame: $(".sttm-frame") };
+
+    // --- events of the lab's own controls (instant, no server)
+    rootEl.querySelectorAll(".sttm-step").forEach((b) => b.addEventListener("click", () => app.setView({ step: Number(b.dataset.step) })));
+    $(".sttm-colour").addEventListener("change", (e) => app.setView({ colourBy: e.target.value }));
+    ui.frame.addEventListener("input", () => { app.stopPlaying(); app.setView({ frame: Number(ui.frame.value) }); });
+    rootEl.querySelector(".sttm-player").addEventListener("click", (e) => {
+      const act = e.target.dataset && e.target.dataset.act;
+      if (!act || !app.tokens) return;
+      const T = app.tokens.T;
+      if (act === "play") { if (app.view.playing) { app.stopPlaying(); app.render("view"); } else app.play(); return; }
+      app.stopPlaying();
+      app.setView({ frame: (app.view.frame + (act === "next" ? 1 : T - 1)) % T });
+    });
+    canvas.addEventListener("keydown", (e) => {
+      if (!app.tokens || !["ArrowLeft", "ArrowRight"].includes(e.key)) return;
+      e.preventDefault();
+      const T = app.tokens.T;
+      app.stopPlaying();
+      app.setView({ frame: (app.view.frame + (e.key === "ArrowRight" ? 1 : T - 1)) % T });
+    });
+    canvas.addEventListener("mousemove", (e) => hover(app, ui, e));
+    canvas.addEventListener("mouseleave", () => { tip.style.display = "none"; if (app.view.hover !== -1) app.setView({ hover: -1 }); });
+    canvas.addEventListener("click", (e) => {
+      const p = patchAt(app, canvas, e);
+      app.setView({ selected: p ? { t: app.view.frame, y: p.y, x: p.x } : null });
+    });
+    rootEl.querySelectorAll(".sttm-tabs button").forEach((b) => b.addEventListener("click", () => {
+      rootEl.querySelectorAll(".sttm-tabs button").forEach((o) => o.classList.toggle("on", o === b));
+      rootEl.querySelectorAll(".sttm-panel").forEach((p) => { p.hidden = p.dataset.panel !== b.dataset.tab; });
+      app.render("tab");
+    }));
+    rootEl.querySelector(".sttm-inspector").addEventListener("mouseover", (e) => {
+      const row = e.target.closest && e.target.closest("[data-box]");
+      const box = row ? row.dataset.box.split(",").map(Number) : null;
+      if (JSON.stringify(box) !== JSON.stringify(app.view.outline || null)) app.setView({ outline: box });
+    });
+    rootEl.querySelector(".sttm-inspector").addEventListener("mouseleave", () => { if (app.view.outline) app.setView({ outline: null }); });
+    STTM.mountChains(rootEl.querySelector('[data-panel="chains"]'));
+    STTM.mountGrid(rootEl.querySelector('[data-panel="grid"]'));
+    app.register({ render: (a, reason) => renderLab(a, ui, reason) });
+    new ResizeObserver(() => app.render("resize")).observe(rootEl);
+  };
+
+  function renderLab(app, ui, reason) {
+    const root = ui.rootEl;
+    const tk = app.tokens, ev = app.ev;
+    root.classList.toggle("sttm-empty", !ev);
+    if (!ev) {
+      root.querySelector(".sttm-settings").textContent = app.loadingNote || "Pick an example (right) or upload a video: its tokens appear here.";
+      return;
+    }
+    const T = ev.T;
+    app.view.frame = Math.min(app.view.frame, T - 1);
+    renderPipeline(app, root);
+    renderSettings(app, root.querySelector(".sttm-settings"));
+    const ex = app.payload.example;
+    root.querySelector(".sttm-example").innerHTML = ex ? `<b>${esc(ex.title)}</b> — ${esc(ex.look)}` : "";
+    ui.frame.max = String(T - 1);
+    ui.frame.value = String(app.view.frame);
+    root.querySelector('[data-act="play"]').textContent = app.view.playing ? "❚❚" : "▶";
+    const wait = app.loadingNote || (app.current && app.current.kind === "wait" ? app.current.why : "");
+    root.querySelector(".sttm-wait").textContent = wait;
+    root.querySelector(".sttm-wait").style.display = wait ? "block" : "none";
+    drawMap(app, ui);
+    root.querySelector(".sttm-frame-label").textContent = frameLabel(app);
+    const areas = [];
+    if (tk && app.view.step > 1) {
+      const b = tk.spatialBoxes;
+      for (let s = 0; s < tk.numSpatial; s++) if (b[5 * s] === app.view.frame) areas.push((b[5 * s + 3] - b[5 * s + 1]) * (b[5 * s + 4] - b[5 * s + 2]));
+    }
+    const hasDropped = !!(tk && tk.served === "fastv");
+    root.querySelector(".sttm-legend").innerHTML = STTM.legendHTML(tk ? app.view.step : 1, app.view.colourBy, areas, hasDropped);
+    if (reason !== "image") renderInspector(app, root.querySelector(".sttm-inspector"));
+  }
+
+  function renderPipeline(app, root) {
+    const ev = app.ev, tk = app.tokens, total = ev.T * ev.H * ev.W;
+    const served = tk && tk.served;
+    const b = root.querySelectorAll(".sttm-step");
+    const fr = app.payload.token_frames;
+    b[0].innerHTML = `<b>${num(total)}</b> patches<small>${fr} frames × ${ev.H}×${ev.W}</small>`;
+    if (!tk) { b[1].innerHTML = "<b>…</b>"; b[2].innerHTML = "<b>…</b>"; }
+    else if (served) {
+      b[1].innerHTML = `<b>${num(tk.numSpatial - (served === "fastv" ? total - tk.numTokens : 0))}</b> boxes<small>${esc(app.labels[served] || served)}</small>`;
+      b[2].innerHTML = `<b>${num(tk.numTokens)}</b> tokens<small>${pct(tk.numTokens / total)} kept</small>`;
+    } else {
+      b[1].innerHTML = `<b>${num(tk.numSpatial)}</b> boxes<small>${pct(tk.numSpatial / total)} · merged in each frame</small>`;
+      b[2].innerHTML = `<b>${num(tk.numTokens)}</b> tokens<small>${pct(tk.numTokens / total)} kept · merged across frames</small>`;
+    }
+    b.forEach((el) => el.classList.toggle("on", Number(el.dataset.step) === app.view.step));
+  }
+
+  function renderSettings(app, el) {
+    const s = app.settings, eff = app.current || {}, ev = app.ev;
+    const grid = `${ev.sizes[app.rootIndex()][0]}×${ev.sizes[app.rootIndex()][1]}`;
+    let what;
+    if (eff.kind === "merge" && eff.source === "thresholds") {
+      what = `τS ${fmt(eff.tauS, 2)} · τT ${eff.tauT === null ? "off" : fmt(eff.tauT, 2)} · root grid ${grid}`;
+    } else if (eff.kind === "merge") {
+      const name = s.method === "sttm" ? "STTM" : app.labels[s.method];
+      const tauT = eff.tauT === null ? "off" : fmt(eff.tauT);
+      const root = s.method === "temporal_only" ? "no quadtree (each patch on its own)" : `root grid ${grid}`;
+      what = `${name} at a ${Math.round(100 * s.budget)}% budget → τS ${eff.tauS === null ? "off" : fmt(eff.tauS)}, τT ${tauT} (found for this video) · ${root}`;
+    } else if (s.method === "uniform") {
+      const grid = eff.kind === "served" ? ` ${uniformGrid(app.tokens)}` : "";
+      what = `Uniform pooling at ${Math.round(100 * s.budget)}%: every frame average-pooled to one${grid} grid`;
+    } else if (s.method === "fastv") {
+      what = `FastV at ${Math.round(100 * s.budget)}%: keeps the patches the last question's final token attends to most; the rest are dropped`;
+    } else what = `${s.method === "sttm" ? "STTM" : app.labels[s.method]} at a ${Math.round(100 * s.budget)}% budget`;
+    const notes = [...(app.payload.notes || [])];
+    el.innerHTML = `${esc(what)} · features: ${esc(app.payload.source)}` +
+      notes.map((n) => `<div class="sttm-note">${esc(n)}</div>`).join("");
+  }
+
+  function uniformGrid(tk) {
+    if (!tk) return "";
+    const b = tk.spatialBoxes, ys = new Set(), xs = new Set();
+    for (let s = 0; s < tk.numSpatial; s++) if (b[5 * s] === 0) { ys.add(b[5 * s + 1]); xs.add(b[5 * s + 2]); }
+    return `${ys.size}×${xs.size}`;
+  }
+
+  function frameLabel(app) {
+    const tk = app.tokens, t = app.view.frame;
+    const per = Math.round(app.payload.frames_sampled / app.payload.token_frames);
+    const head = per > 1 ? `token frame ${t + 1} / ${app.ev.T} (frames ${per * t + 1}–${per * t + per})`
+      : `frame ${t + 1} / ${app.ev.T}`;
+    if (!tk || app.view.step === 1) return `${head} · ${app.ev.H * app.ev.W} patches`;
+    if (app.view.step === 2) return `${head} · ${tk.spatialPerFrame[t]} boxes`;
+    return `${head} · ${tk.spatialPerFrame[t]} boxes, ${tk.newPerFrame[t]} new tokens`;
+  }
+
+  // --- the map ---------------------------------------------------------------------------------
+  function mapSize(app, ui) {
+    const wrap = ui.canvas.parentElement;
+    const img = app.images[0];
+    const aspect = img && img.naturalWidth ? img.naturalHeight / img.naturalWidth : app.ev.H / app.ev.W;
+    const maxW = Math.max(200, wrap.clientWidth || 520), maxH = 420;
+    const w = Math.round(Math.min(maxW, maxH / aspect));
+    return [w, Math.round(w * aspect)];
+  }
+
+  function drawMap(app, ui) {
+    const [w, h] = mapSize(app, ui);
+    const dpr = window.devicePixelRatio || 1;
+    const c = ui.canvas;
+    if (c.width !== Math.round(w * dpr) || c.height !== Math.round(h * dpr)) {
+      c.width = Math.round(w * dpr); c.height = Math.round(h * dpr);
+      c.style.width = `${w}px`; c.style.height = `${h}px`;
+    }
+    const ctx = c.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    const t = app.view.frame;
+    const tokens = app.tokens || STTM.tokensFrom(app.ev, new Int32Array(0), new Int32Array(0), new Int32Array(app.ev.T * app.ev.H * app.ev.W).fill(-1));
+    STTM.drawFrame(ctx, tokens, t, w, h, {
+      image: app.images[t], step: app.tokens ? app.view.step : 1, colourBy: app.view.colourBy,
+      selected: app.selectedToken(), hover: app.view.hover });
+    const box = app.view.outline;
+    if (box && box[0] === t) {
+      const ye = STTM.edges(app.ev.H, h), xe = STTM.edges(app.ev.W, w);
+      ctx.save(); ctx.setLineDash([5, 3]); ctx.lineWidth = 2; ctx.strokeStyle = "#00e5ff";
+      ctx.strokeRect(xe[box[2]] + 1, ye[box[1]] + 1, xe[box[4]] - xe[box[2]] - 2, ye[box[3]] - ye[box[1]] - 2);
+      ctx.restore();
+    }
+    c.dataset.frame = String(t);
+    c.dataset.tokens = app.tokens ? String(app.tokens.numTokens) : "";
+    c.dataset.render = String(app.renders);
+  }
+
+  function patchAt(app, canvas, e) {
+    if (!app.ev) return null;
+    const r = canvas.getBoundingClientRect();
+    const x = Math.floor(((e.clientX - r.left) / r.width) * app.ev.W);
+    const y = Math.floor(((e.clientY - r.top) / r.height) * app.ev.H);
+    if (x < 0 || y < 0 || x >= app.ev.W || y >= app.ev.H) return null;
+    return { x, y };
+  }
+
+  function hover(app, ui, e) {
+    const p = patchAt(app, ui.canvas, e), tk = app.tokens;
+    if (!p || !tk) { ui.tip.style.display = "none"; return; }
+    const t = app.view.frame, k = (t * tk.H + p.y) * tk.W + p.x;
+    const token = tk.tokenMap[k], s = tk.spatialMap[k];
+    const b = tk.spatialBoxes.subarray(5 * s, 5 * s + 5);
+    let text = `${b[3] - b[1]}×${b[4] - b[2]} box`;
+    if (token < 0) text += " · dropped";
+    else {
+      const span = tk.first[token] === tk.last[token] ? `frame ${tk.first[token] + 1} only` : `frames ${tk.first[token] + 1}–${tk.last[token] + 1}`;
+      text += ` · token ${token} · ${span}${tk.first[token] < t ? " · carried over" : ""} — click: why`;
+    }
+    ui.tip.textContent = text;
+    ui.tip.style.display = "block";
+    const r = ui.canvas.getBoundingClientRect();
+    ui.tip.style.left = `${Math.min(e.clientX - r.left + 12, r.width - 180)}px`;
+    ui.tip.style.top = `${e.clientY - r.top + 14}px`;
+    if (token !== app.view.hover) app.setView({ hover: token });
+  }
+
+  // --- the inspector: why this token -----------------------------------------------------------
+  function renderInspector(app, el) {
+    const sel = app.view.selected, tk = app.tokens, ev = app.ev;
+    if (!sel || !tk) {
+      el.innerHTML = `<div class="sttm-hint"><b>Click a token on the map</b> to see why it is what it is: the similarities of its box to its quarters against τS, and to the boxes at the same place in the previous and next frames against τT.</div>`;
+      return;
+    }
+    const k = (sel.t * tk.H + sel.y) * tk.W + sel.x;
+    const s = tk.spatialMap[k], token = tk.tokenMap[k];
+    const [t, y0, x0, y1, x1] = tk.spatialBoxes.subarray(5 * s, 5 * s + 5);
+    const here = app.view.frame === sel.t ? "" : ` <span class="sttm-dim">(clicked in frame ${sel.t + 1}; now showing frame ${app.view.frame + 1}${token >= 0 && tk.first[token] <= app.view.frame && app.view.frame <= tk.last[token] && hasBoxIn(tk, token, app.view.frame) ? ", where it is too" : ", where it is not"})</span>`;
+    let html = `<div class="sttm-ins-head">${token < 0 ? "Dropped patch" : `Token ${token}`}: a ${y1 - y0}×${x1 - x0} box of frame ${t + 1}${here}</div>`;
+    if (token >= 0) {
+      const span = tk.last[token] - tk.first[token] + 1;
+      html += `<div>It stands for <b>${tk.numPatches[token]}</b> patches over frames ${tk.first[token] + 1}–${tk.last[token] + 1} (${span} frame${span > 1 ? "s" : ""}).` +
+        (tk.first[token] < t ? ` <b>Carried over</b>: the model got it at frame ${tk.first[token] + 1}.` : " <b>New here</b>: the model gets it in this frame.") + `</div>`;
+    }
+    if (tk.served) { el.innerHTML = html + servedWhy(app, tk); return; }
+    html += spatialWhy(app, tk, s) + temporalWhy(app, tk, s);
+    el.innerHTML = html;
+  }
+
+  function hasBoxIn(tk, token, t) {
+    for (let s = 0; s < tk.numSpatial; s++) if (tk.spatialBoxes[5 * s] === t && tk.spatialToToken[s] === token) return true;
+    return false;
+  }
+
+  function quad(ev, level, t, i, j, tau) {
+    const [h, w] = ev.sizes[level];
+    const base = ((t * h + i) * w + j) * 4;
+    const slots = STTM.childSlots(ev, level, i, j);
+    const cells = slots.map((slot, q) => {
+      const v = ev.child[level][base + q];
+      const pass = tau !== null && v >= Math.fround(tau);
+      const cls = slot.present ? (pass ? "pass" : "fail") : `edge ${pass ? "pass" : "fail"}`;
+      const title = slot.present ? `quarter ${q + 1}: similarity ${fmt(v, 4)}` : "no quarter here (odd edge): the official code compares the grid's first box instead";
+      return `<i class="${cls}" title="${title}">${fmt(v, 2)}</i>`;
+    });
+    return { html: `<span class="sttm-quad">${cells.join("")}</span>`, min: ev.minChild[level][(t * h + i) * w + j] };
+  }
+
+  function spatialWhy(app, tk, s) {
+    const ev = app.ev;
+    const [level, i, j] = tk.node.subarray(3 * s, 3 * s + 3);
+    const t = tk.spatialBoxes[5 * s];
+    const tau = tk.tauS;
+    const rows = [];
+    for (let l = tk.root; l <= level; l++) {
+      let ai = i, aj = j;
+      for (let m = level; m > l; m--) { ai = ev.rows.parent[m][ai]; aj = ev.cols.parent[m][aj]; }
+      const [h, w] = ev.sizes[l];
+      const box = [t, ev.rows.start[l][ai], ev.cols.start[l][aj], ev.rows.end[l][ai], ev.cols.end[l][aj]];
+      const label = `${box[3] - box[1]}×${box[4] - box[2]} box<br><span class="sttm-dim">of the ${h}×${w} grid${l === tk.root ? " (root)" : ""}</span>`;
+      let verdict, q = { html: "<span></span>" };
+      if (l === ev.L - 1) verdict = "a single patch: always a token";
+      else {
+        q = quad(ev, l, t, ai, aj, tau);
+        if (tau === null) verdict = "spatial merging off: split";
+        else if (l < level) verdict = `lowest ${fmt(q.min)} &lt; τS → <b class="fail">split</b>`;
+        else verdict = `lowest ${fmt(q.min)} ≥ τS → <b class="pass">one token</b>`;
+      }
+      rows.push(`<div class="sttm-path-row${l === level ? " this" : ""}" data-box="${box.join(",")}"><span class="sttm-path-name">${label}</span>${q.html}<span>${verdict}</span></div>`);
+    }
+    const value = tau === null ? "off" : fmt(tau);
+    return `<div class="sttm-ins-sec">Why this box (τS ${value}): each box's similarity to its 4 quarters, from the root grid down</div>${rows.join("")}`;
+  }
+
+  function temporalWhy(app, tk, s) {
+    const tau = tk.tauT;
+    const { pe, pl, ps } = tk.pairs;
+    if (tk.T === 1) return `<div class="sttm-ins-sec">Across frames: a single frame, nothing to merge in time.</div>`;
+    const links = [];
+    for (let k = 0; k < pe.length; k++) {
+      if (pl[k] === s) links.push([-1, pe[k], ps[k]]);
+      else if (pe[k] === s) links.push([1, pl[k], ps[k]]);
+    }
+    links.sort((a, b) => a[0] - b[0] || b[2] - a[2]);
+    const rows = links.map(([dir, o, sim]) => {
+      const b = tk.spatialBoxes.subarray(5 * o, 5 * o + 5);
+      const ok = tau !== null && sim >= Math.fround(tau);
+      const same = tk.spatialToToken[o] === tk.spatialToToken[s];
+      let verdict = tau === null ? "temporal merging off" : ok ? `≥ τT → <b class="pass">same token</b>` : `&lt; τT → <b class="fail">separate</b>`;
+      if (ok && !same) verdict = "≥ τT, but the official union-find stopped before joining them";
+      return `<div class="sttm-path-row" data-box="${Array.from(b).join(",")}"><span class="sttm-path-name">${dir < 0 ? "← previous" : "→ next"} frame (${b[0] + 1}): ${b[3] - b[1]}×${b[4] - b[2]} box</span><span class="sttm-sim ${ok ? "pass" : "fail"}">${fmt(sim)}</span><span>${verdict}</span></div>`;
+    });
+    const value = tau === null ? "off" : fmt(tau);
+    return `<div class="sttm-ins-sec">Across frames (τT ${value}): its similarity to each box at the same place in the neighbouring frames, one inside the other</div>${rows.join("") || "<div>no neighbouring frame</div>"}`;
+  }
+
+  function servedWhy(app, tk) {
+    if (tk.served === "uniform") return `<div class="sttm-ins-sec">Uniform pooling has no thresholds: every frame is average-pooled to one ${uniformGrid(tk)} grid sized to the ${Math.round(100 * app.settings.budget)}% budget, whatever the content.</div>`;
+    return `<div class="sttm-ins-sec">FastV keeps the ${Math.round(100 * app.settings.budget)}% of patches that the question's last token attends to most at the merge layer; the others are dropped. It depends on the question, so the video prefix is rebuilt for every question.</div>`;
+  }
+})(typeof window !== "undefined" ? window : globalThis);
