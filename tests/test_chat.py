@@ -22,7 +22,7 @@ def video(tmp_path):
 def greedy_reference(chat, question):
     """The same prompt in ONE STTM prefill through model.generate (no prefix cache)."""
     adapter, tokenizer, model = chat.loaded.adapter, chat.loaded.tokenizer, chat.loaded.model
-    pixels, count = adapter.video_inputs(chat.clip.frames, chat.settings, 6.0)
+    pixels, count = adapter.video_inputs(chat.clip.frames, chat.settings, chat.clip.sampled_fps)
     prefix, closing = adapter.prompt_ids(tokenizer, count)
     ids = torch.tensor([prefix + tokenizer.encode(question, add_special_tokens=False) + closing])
     inputs = dict(input_ids=ids, **pixels, **adapter.prefill_inputs(ids))
