@@ -153,8 +153,9 @@ class VideoChat:
             start = time.perf_counter()
             self._rollback()
             remerge(self.loaded.model, self._prefix.cache)
-            self._store_prefix(self._prefix.cache, self._prefix.length,
-                               dict(self._prefix.timings, remerge=time.perf_counter() - start))
+            timings = dict(self._prefix.timings, remerge=time.perf_counter() - start,
+                           merge=self.loaded.model.sttm.merge_seconds)
+            self._store_prefix(self._prefix.cache, self._prefix.length, timings)
 
     def video_features(self) -> torch.Tensor:
         """[T, H, W, D] the video's hidden states entering the merge layer (after `prepare`):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from support.model_inputs import prompt_inputs
-from support.positions import next_position, reference_position_ids, reference_positions
+from support.positions import (next_position, reference_position_ids, reference_positions,
+                               with_text_row)
 from support.videos import random_frames
 from sttm_core import STTMConfig
 from sttm_core.chat import VideoChat
@@ -71,6 +72,19 @@ def test_prefill_and_generate_follow_the_reference_rule(qwen, config):
     model(**inputs)
     handle.remove()
     assert torch.equal(seen[0], transformers_positions(model, inputs))
+
+
+@torch.no_grad()
+def test_disabled_merge_equals_the_unpatched_model_at_reference_positions(qwen):
+    model = qwen.model
+    inputs, _ = prompt_inputs(qwen, questions=QUESTIONS, **LONG_VIDEO)
+    positions = reference_position_ids(qwen, inputs)
+    logits = model(**inputs, position_ids=positions).logits
+    tokens = model.generate(**inputs, position_ids=with_text_row(positions, inputs["attention_mask"]),
+                            max_new_tokens=4, do_sample=False)
+    patch(model, STTMConfig.all_tokens(merge_layer=1))
+    assert torch.equal(model(**inputs).logits, logits)
+    assert torch.equal(model.generate(**inputs, max_new_tokens=4, do_sample=False), tokens)
 
 
 @torch.no_grad()
