@@ -3,7 +3,7 @@ at token budgets, vs the FLOP ideal, FastV at the same budgets, and a follow-up 
 cached video prefix vs re-prefilling the video.
 
     python benchmarks/ttft.py                                  # llava-onevision-qwen2-0.5b shapes
-    python benchmarks/ttft.py --frames 64 --skip-fastv         # a long video
+    python benchmarks/ttft.py --frames 64 --skip-fastv         # a long video (needle_count.mp4)
     python benchmarks/ttft.py --arch Qwen2.5-VL-3B-Instruct --frames 16
     python benchmarks/ttft.py --device cuda --attn flash_attention_2
     python benchmarks/ttft.py --model llava-hf/llava-onevision-qwen2-0.5b-ov-hf  # real weights
@@ -18,7 +18,7 @@ Rows: STTM with the paper's fixed thresholds for the family (no search), STTM at
 re-prefills the video for every question) at the same budgets; merge layer 2, root level 1.
 The merge is timed with CUDA events on GPU (no stall), after one warm-up of the merge path.
 Peak memory is that of the first question (prefix prefill + question): the process's peak
-RSS on CPU (freed memory handed back to the OS first: malloc_trim), max_memory_allocated on
+RSS on CPU (allocations >= 1 MiB mmapped, so freed tensors leave it), max_memory_allocated on
 GPU; "+prefill" is the rise above the memory held before it (weights, encoded video).
 """
 from __future__ import annotations
@@ -72,6 +72,8 @@ class PeakMemory:
 
     def __init__(self, device):
         self.device = torch.device(device)
+        if self.device.type == "cpu":
+            _map_large_allocations()
 
     def _current(self) -> int | None:
         if self.device.type == "cuda":
@@ -110,9 +112,18 @@ def _proc_status(field: str) -> int | None:
     return None
 
 
+def _map_large_allocations(threshold: int = MIB) -> None:
+    """glibc: serve every allocation >= threshold by its own mmap, returned to the OS when
+    freed, so the RSS follows the live tensors (by default glibc keeps freed blocks resident
+    and raises its threshold as it goes)."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, threshold)  # -3: M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def _reset_peak_rss() -> bool:
-    """Hand freed memory back to the OS (glibc keeps it resident otherwise, so the RSS would
-    not fall between runs), then reset the peak RSS to the current one."""
+    """Hand freed memory back to the OS, then reset the peak RSS to the current one."""
     gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -149,9 +160,11 @@ def follow_up(chat: VideoChat, repeats: int) -> float:
 
 
 def video_clip(frames: int) -> VideoClip:
-    if EXAMPLE.exists():
-        return load_video(EXAMPLE, frames)
-    rng = np.random.default_rng(0)  # no bundled example: smooth random frames
+    """`frames` frames of the first bundled example that has that many (camera_pan first)."""
+    for path in [EXAMPLE] + sorted(examples_dir().glob("*.mp4")):
+        if path.exists() and (clip := load_video(path, frames)).num_frames == frames:
+            return clip
+    rng = np.random.default_rng(0)  # no bundled example that long: smooth random frames
     base = rng.integers(0, 255, (1, 24, 32, 3)).repeat(frames, 0)
     frames_ = np.kron(base, np.ones((1, 16, 16, 1))).astype(np.uint8)
     return VideoClip(frames_, np.arange(frames) / 4.0, 4.0, frames / 4.0, frames, "synthetic")
@@ -172,12 +185,12 @@ def configs(loaded, args) -> list[tuple[str, STTMConfig]]:
 
 def run(args) -> dict:
     device, dtype = default_device_and_dtype(args.device)
+    memory = PeakMemory(device)  # first: on CPU it sets how large blocks are allocated
     options = dict(device=device, dtype=dtype, attn_implementation=args.attn)
     loaded = (load_model(args.model, **options) if args.model
               else random_model(args.arch, **options))
     text_config = loaded.model.config.get_text_config()
     clip = video_clip(args.frames)
-    memory = PeakMemory(device)
     full = STTMConfig.all_tokens(args.merge_layer)
     chat = VideoChat(loaded, full, num_frames=args.frames, max_new_tokens=1,
                      max_pixels=args.max_pixels, time_merge=True)
