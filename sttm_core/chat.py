@@ -154,7 +154,7 @@ class VideoChat:
             self._rollback()
             remerge(self.loaded.model, self._prefix.cache)
             timings = dict(self._prefix.timings, remerge=time.perf_counter() - start,
-                           merge=self.loaded.model.sttm.merge_seconds)
+                           merge=self._merge_seconds())
             self._store_prefix(self._prefix.cache, self._prefix.length, timings)
 
     def video_features(self) -> torch.Tensor:
@@ -210,11 +210,15 @@ class VideoChat:
         with torch.no_grad():
             out = model(**inputs, past_key_values=cache, use_cache=True, logits_to_keep=1)
         timings = dict(decode_video=self._decode_s, vision_encoder=encoder_s,
-                       llm_prefill=_now(model) - start, merge=model.sttm.merge_seconds)
+                       llm_prefill=_now(model) - start, merge=self._merge_seconds())
         self._decode_s = 0.0  # decoding happened once, charged to this prefix
         self._store_prefix(cache, len(prefix_ids), timings)
         self._history, self._pending, self._asked = [], [], list(asked)
         return out.logits[0, -1].float()
+
+    def _merge_seconds(self) -> float | None:
+        """The last prefill's merge time (0 when it merged nothing); None when untimed."""
+        return (self.loaded.model.sttm.merge_seconds or 0.0) if self.time_merge else None
 
     def _encode(self) -> tuple[dict, int]:
         """Run the vision encoder on the clip: (forward kwargs carrying its output, number of
