@@ -205,7 +205,8 @@ def test_decode_positions_after_a_merged_prefill(tiny, decode_positions):
     handle.remove()
     L = inputs["input_ids"].shape[1]
     (span,) = model.sttm.prefill.spans
-    merged_length = L - span.grid[0] * span.grid[1] * span.grid[2] + model.sttm.last_merge.num_tokens
+    T, H, W = span.grid
+    merged_length = L - T * H * W + model.sttm.last_merge.num_tokens
     reference = reference_position_ids(tiny, inputs)
     if reference is not None:  # M-RoPE
         first = torch.tensor([next_position(reference)] * 3).view(3, 1, 1)

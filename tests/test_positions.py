@@ -45,7 +45,8 @@ def transformers_positions(model, inputs):
     """transformers' own get_rope_index (5.23: text after a video at start + max(H, W))."""
     keys = ("mm_token_type_ids", "video_grid_thw", "attention_mask", "second_per_grid_ts")
     rope_index = type(model.model).get_rope_index
-    return rope_index(model.model, inputs["input_ids"], **{k: inputs[k] for k in keys if k in inputs})[0]
+    given = {k: inputs[k] for k in keys if k in inputs}
+    return rope_index(model.model, inputs["input_ids"], **given)[0]
 
 
 @torch.no_grad()
@@ -80,8 +81,8 @@ def test_disabled_merge_equals_the_unpatched_model_at_reference_positions(qwen):
     inputs, _ = prompt_inputs(qwen, questions=QUESTIONS, **LONG_VIDEO)
     positions = reference_position_ids(qwen, inputs)
     logits = model(**inputs, position_ids=positions).logits
-    tokens = model.generate(**inputs, position_ids=with_text_row(positions, inputs["attention_mask"]),
-                            max_new_tokens=4, do_sample=False)
+    explicit = with_text_row(positions, inputs["attention_mask"])  # [4, B, L], as generate passes
+    tokens = model.generate(**inputs, position_ids=explicit, max_new_tokens=4, do_sample=False)
     patch(model, STTMConfig.all_tokens(merge_layer=1))
     assert torch.equal(model(**inputs).logits, logits)
     assert torch.equal(model.generate(**inputs, max_new_tokens=4, do_sample=False), tokens)
@@ -124,13 +125,15 @@ def test_video_chat_keeps_time_exact_in_bf16(tiny_checkpoints, dtype):
         lambda m, args, kwargs: calls.append(kwargs.get("second_per_grid_ts")), with_kwargs=True)
     seen, handle = record_positions(loaded.model)
     chat.ask("What happens?")
-    handle.remove(), model_hook.remove()
+    handle.remove()
+    model_hook.remove()
     assert calls[0].dtype == torch.float32
     video, count = chat._encoded  # the encoded video: its grid and placeholder count
     prompt, _ = loaded.adapter.prompt_ids(loaded.tokenizer, count)
     video_token = loaded.model.config.video_token_id
-    expected = reference_positions(prompt, video_token, [tuple(video["video_grid_thw"][0].tolist())],
-                                   seconds=[94 / 15], tokens_per_second=2)
+    grid = tuple(video["video_grid_thw"][0].tolist())
+    expected = reference_positions(prompt, video_token, [grid], seconds=[94 / 15],
+                                   tokens_per_second=2)
     video_times = expected[0, torch.tensor(prompt) == video_token].unique()
     assert (video_times - video_times[0]).tolist() == [0, 12, 25, 37, 50, 62, 75, 87]
     assert torch.equal(seen[0][:, 0], expected)  # the prefix prefill: [3, 1, L]

@@ -273,8 +273,8 @@ class _Hooks:
         else:  # each kept token keeps its (representative's) ids
             cos, sin = kwargs["position_embeddings"]
             built["position_embeddings"] = (_gather(cos, slots), _gather(sin, slots))
-            if kwargs.get("position_ids") is not None:  # plain token index (FlashAttention's packing check)
-                built["position_ids"] = plain
+            if kwargs.get("position_ids") is not None:  # the plain token index: FlashAttention
+                built["position_ids"] = plain           # reads gaps in it as packed sequences
         if timer is not None:
             timer.stop()
         self.state.merge_timer = timer
