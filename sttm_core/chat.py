@@ -11,6 +11,9 @@ video (vision encoder, LLM layers, STTM merge at layer k) -> the KV cache of tha
 kept. Each question appends only its own tokens; afterwards the cache is rolled back to the
 prefix (or kept for a follow-up turn). New tauS / tauT / root / budget re-merge from the
 stored layer-k hidden states (layers >= k only); a new merge layer or video re-prefills.
+Query-aware methods (FastV) prefill the video with the conversation up to the question, every
+question. A question is plain text (special tokens in it are spelled out, never parsed) of at
+most `max_question_tokens` tokens.
 """
 from __future__ import annotations
 
@@ -41,8 +44,9 @@ class Reply:
     tokens_after: int            # ... with STTM
     keep_ratio: float            # video tokens kept
     timings: dict = field(default_factory=dict)  # seconds of the work done for this reply:
-    #     decode_video, vision_encoder, llm_prefill, merge (0 when the prefix came from the
-    #     cache), question (prefill of the question's tokens)
+    #     decode_video, vision_encoder, llm_prefill, question (prefill of the question's
+    #     tokens), merge (part of llm_prefill; None unless the chat has time_merge=True; 0
+    #     when the prefix came from the cache)
     num_generated: int = 0
     total_s: float = 0.0
 
@@ -61,11 +65,16 @@ class _Prefix:
 
 
 class VideoChat:
-    """A chat session about one video with one STTM-patched model (batch size 1)."""
+    """A chat session about one video with one STTM-patched model (batch size 1).
+
+    time_merge=True times each prefill's merge (CUDA events on GPU; `Reply.timings["merge"]`),
+    for benchmarks; off by default, so nothing waits for the device."""
+
+    max_question_tokens = 4096  # longer questions are refused before any model work
 
     def __init__(self, model: LoadedModel, config: STTMConfig | None = None, *,
                  num_frames: int = 16, max_pixels: int | None = None,
-                 max_new_tokens: int = 256, temperature: float = 0.0):
+                 max_new_tokens: int = 256, temperature: float = 0.0, time_merge: bool = False):
         self.loaded = model
         self.config = config or STTMConfig()
         model.adapter.check_merge_layer(self.config.merge_layer)
@@ -75,6 +84,7 @@ class VideoChat:
             self.settings["max_pixels"] = max_pixels
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
+        self.time_merge = time_merge
         self.clip: VideoClip | None = None
         self._decode_s = 0.0
         self._prefix: _Prefix | None = None
@@ -82,6 +92,9 @@ class VideoChat:
         self.last_first_logits: torch.Tensor | None = None  # [V] of the last reply's 1st token
         self._history: list[int] = []  # follow-up turns kept after the prefix (token ids fed)
         self._pending: list[int] = []  # sampled but not yet fed (the last token of an answer)
+        self._asked: list[int] = []  # query-aware prefixes: the ids after the video in them
+        with model.tokenizer_lock:  # the ids that close a question's turn (any video length)
+            self._closing = model.adapter.prompt_ids(model.tokenizer, 0)[1]
         if not hasattr(model.model, "sttm"):
             patch(model.model, self.config)
 
@@ -90,12 +103,21 @@ class VideoChat:
         tokens, for comparison); it shares no video or cache with this one."""
         return VideoChat(self.loaded, config, num_frames=self.num_frames,
                          max_pixels=self.settings.get("max_pixels"),
-                         max_new_tokens=self.max_new_tokens, temperature=self.temperature)
+                         max_new_tokens=self.max_new_tokens, temperature=self.temperature,
+                         time_merge=self.time_merge)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, config: STTMConfig | None = None, *,
-                        device: str | None = None, dtype=None, **kwargs) -> "VideoChat":
-        return cls(load_model(name_or_path, device=device, dtype=dtype), config, **kwargs)
+                        device: str | None = None, dtype=None, device_map=None,
+                        attn_implementation: str = "sdpa", trust_remote_code: bool = False,
+                        **kwargs) -> "VideoChat":
+        """Load a checkpoint (`load_model`: device, dtype, device_map="auto" to spread a big
+        model over GPUs, attn_implementation, trust_remote_code) and start a chat on it;
+        other keyword arguments go to VideoChat (num_frames, max_pixels, ...)."""
+        loaded = load_model(name_or_path, device=device, dtype=dtype, device_map=device_map,
+                            attn_implementation=attn_implementation,
+                            trust_remote_code=trust_remote_code)
+        return cls(loaded, config, **kwargs)
 
     # --- video and settings ---------------------------------------------------------------------
     def load_video(self, path, num_frames: int | None = None) -> VideoClip:
@@ -135,8 +157,9 @@ class VideoChat:
                 start = time.perf_counter()
                 self._rollback()
                 remerge(self.loaded.model, self._prefix.cache)
-                self._store_prefix(self._prefix.cache, self._prefix.length,
-                                   dict(self._prefix.timings, remerge=time.perf_counter() - start))
+                timings = dict(self._prefix.timings, remerge=time.perf_counter() - start,
+                               merge=self._merge_seconds())
+                self._store_prefix(self._prefix.cache, self._prefix.length, timings)
 
     def video_features(self) -> torch.Tensor:
         """[T, H, W, D] the video's hidden states entering the merge layer (after `prepare`):
@@ -169,9 +192,9 @@ class VideoChat:
                 self._build_prefix()
         return self._prefix.timings
 
-    def _build_prefix(self, question: str | None = None) -> torch.Tensor:
-        """Prefill the prompt up to the video (and the question, for query-aware methods).
-        Returns the last position's logits [V]."""
+    def _build_prefix(self, asked: list[int] = ()) -> torch.Tensor:
+        """Prefill the prompt up to the video (and, for query-aware methods, the ids `asked`
+        after it: the conversation up to the question). Returns the last position's logits [V]."""
         if self.clip is None:
             raise RuntimeError("no video loaded: call load_video(path) first")
         adapter, model = self.loaded.adapter, self.loaded.model
@@ -181,9 +204,9 @@ class VideoChat:
             self._encoded = self._encode()
             encoder_s = _now(model) - start
         video, count = self._encoded
-        prefix_ids, self._closing = adapter.prompt_ids(self.loaded.tokenizer, count)
-        if question is not None:
-            prefix_ids = prefix_ids + self._turn_ids(question, False)
+        with self.loaded.tokenizer_lock:
+            prefix_ids, _ = adapter.prompt_ids(self.loaded.tokenizer, count)
+        prefix_ids = prefix_ids + list(asked)
         input_ids = torch.tensor([prefix_ids], device=model.device)
         inputs = {"input_ids": input_ids, **video, **adapter.prefill_inputs(input_ids)}
         cache = DynamicCache(config=model.config)
@@ -191,19 +214,26 @@ class VideoChat:
         with torch.no_grad():
             out = model(**inputs, past_key_values=cache, use_cache=True, logits_to_keep=1)
         timings = dict(decode_video=self._decode_s, vision_encoder=encoder_s,
-                       llm_prefill=_now(model) - start, merge=model.sttm.merge_seconds)
+                       llm_prefill=_now(model) - start, merge=self._merge_seconds())
         self._decode_s = 0.0  # decoding happened once, charged to this prefix
         self._store_prefix(cache, len(prefix_ids), timings)
-        self._history, self._pending = [], []
+        self._history, self._pending, self._asked = [], [], list(asked)
         return out.logits[0, -1].float()
+
+    def _merge_seconds(self) -> float | None:
+        """The last prefill's merge time (0 when it merged nothing); None when untimed."""
+        return (self.loaded.model.sttm.merge_seconds or 0.0) if self.time_merge else None
 
     def _encode(self) -> tuple[dict, int]:
         """Run the vision encoder on the clip: (forward kwargs carrying its output, number of
         video placeholder tokens)."""
         adapter, model = self.loaded.adapter, self.loaded.model
-        video, count = adapter.video_inputs(self.clip.frames, self.settings, _fps(self.clip))
-        video = {k: v.to(model.device, model.dtype if v.is_floating_point() else v.dtype)
-                 for k, v in video.items()}
+        video, count = adapter.video_inputs(self.clip.frames, self.settings,
+                                            self.clip.sampled_fps)
+        # pixels in the model's dtype; other numbers as they are (Qwen2.5-VL's seconds per
+        # temporal patch set its time ids: fp32, as transformers' processor gives them)
+        video = {k: v.to(model.device, dtype=model.dtype) if k.startswith("pixel_values")
+                 else v.to(model.device) for k, v in video.items()}
         with torch.no_grad():
             return adapter.encode_video(video), count
 
@@ -225,7 +255,8 @@ class VideoChat:
         """The shared model, held for this chat: its config and its prefix's state in place."""
         prefix = self._prefix
         return self.loaded.model.sttm.using(self.config, prefix and prefix.prefill,
-                                            prefix and prefix.layer_input)
+                                            prefix and prefix.layer_input,
+                                            time_merge=self.time_merge)
 
     # --- questions -----------------------------------------------------------------------------
     def ask(self, question: str, *, follow_up: bool = False, max_new_tokens: int | None = None) -> Reply:
@@ -241,20 +272,21 @@ class VideoChat:
 
         follow_up=False: the question is asked on the video alone (earlier turns are dropped);
         True: it continues the conversation after the previous answer."""
-        if not isinstance(question, str) or not question.strip():
-            raise ValueError("the question is empty")
         start = time.perf_counter()
+        question_ids = self._question_ids(question)  # checked before any model work
         with self._model_turn():
+            continuing = follow_up and bool(self._history or self._pending)
+            turn = self._turn_ids(question_ids, continuing)
             reused = self._prefix is not None and not self.config.query_aware
             if self.config.query_aware:  # its tokens depend on the question: nothing to reuse
-                logits, question_s = self._build_prefix(question), 0.0
+                earlier = self._asked + self._history if continuing else []
+                logits, question_s = self._build_prefix(earlier + turn), 0.0
             else:
                 if not reused:
                     self._build_prefix()
                 if not follow_up:
                     self._rollback()
-                ids = self._turn_ids(question, follow_up and bool(self._history))
-                logits, question_s = self._feed(ids)
+                logits, question_s = self._feed(turn)
             prefix = self._prefix
             charged = {} if reused else dict(prefix.timings)  # the work done for this reply
         tokenizer = self.loaded.tokenizer
@@ -262,11 +294,12 @@ class VideoChat:
         stop = set(_eos_ids(self.loaded))
         limit = max_new_tokens or self.max_new_tokens
         merged = self.merge_result
+        untimed = dict(decode_video=0.0, vision_encoder=0.0, llm_prefill=0.0,
+                       merge=0.0 if self.time_merge else None)
         base = dict(cache_reused=reused, keep_ratio=merged.keep_ratio if merged else 1.0,
                     tokens_before=prefix.length + len(self._history),
                     tokens_after=prefix.merged_length + len(self._history),
-                    timings={**{k: 0.0 for k in ("decode_video", "vision_encoder", "llm_prefill",
-                                                 "merge")}, **charged, "question": question_s})
+                    timings={**untimed, **charged, "question": question_s})
         ttft = None
         self.last_first_logits = logits
         while len(generated) < limit:
@@ -287,14 +320,31 @@ class VideoChat:
                                        "or video); ask again")
                 logits, _ = self._feed([token])
 
-    def _turn_ids(self, question: str, continue_conversation: bool) -> list[int]:
-        tokenizer = self.loaded.tokenizer
-        if not continue_conversation:  # the question sits in the user turn right after the video
-            return tokenizer.encode(question, add_special_tokens=False) + self._closing
-        end_of_turn = tokenizer.encode("<|im_end|>", add_special_tokens=False)
+    def _question_ids(self, question: str) -> list[int]:
+        """The question's token ids, as plain text: "<video>" or "<|im_end|>" in it are
+        spelled out, never parsed as special tokens. Empty or too long: ValueError."""
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError("the question is empty")
+        ids = self._encode_text(question, plain=True)
+        if len(ids) > self.max_question_tokens:
+            raise ValueError(f"the question is {len(ids)} tokens long; the limit is "
+                             f"{self.max_question_tokens} tokens (VideoChat.max_question_tokens)")
+        return ids
+
+    def _turn_ids(self, question_ids: list[int], continue_conversation: bool) -> list[int]:
+        """The ids a question appends: in the user turn right after the video, or (continuing
+        the conversation) after closing the previous answer, in a new user turn."""
+        if not continue_conversation:
+            return question_ids + self._closing
+        end_of_turn = self._encode_text("<|im_end|>")
         end = self._pending if self._pending[-1:] == end_of_turn else self._pending + end_of_turn
-        turn = "\n<|im_start|>user\n" + question
-        return end + tokenizer.encode(turn, add_special_tokens=False) + self._closing
+        return end + self._encode_text("\n<|im_start|>user\n") + question_ids + self._closing
+
+    def _encode_text(self, text: str, plain: bool = False) -> list[int]:
+        """Token ids of chat-template text (special tokens parsed) or of user text (plain)."""
+        with self.loaded.tokenizer_lock:  # the tokenizer's special-token switch is shared
+            return self.loaded.tokenizer.encode(text, add_special_tokens=False,
+                                                split_special_tokens=plain)
 
     def _feed(self, ids: list[int]) -> tuple[torch.Tensor, float]:
         """Append tokens after the prefix (+ history); returns the last logits [V] and seconds."""
@@ -318,18 +368,11 @@ class VideoChat:
 
 
 def _now(model) -> float:
-    """time.perf_counter() after the model's device has finished its queued work."""
-    device = next(model.parameters()).device
-    if device.type == "cuda":
+    """time.perf_counter() after the model's GPUs (all of them, with device_map) have finished
+    their queued work."""
+    for device in {p.device for p in model.parameters() if p.device.type == "cuda"}:
         torch.cuda.synchronize(device)
     return time.perf_counter()
-
-
-def _fps(clip: VideoClip) -> float:
-    """Frames per second of the sampled frames (Qwen2.5-VL's time ids need it)."""
-    if clip.num_frames > 1 and clip.timestamps[-1] > clip.timestamps[0]:
-        return (clip.num_frames - 1) / float(clip.timestamps[-1] - clip.timestamps[0])
-    return float(clip.fps or 1.0)
 
 
 def _eos_ids(loaded: LoadedModel) -> list[int]:

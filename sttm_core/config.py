@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from .merge import OFF, check_temporal_mode, check_threshold, is_int, is_real
 from .methods import METHODS
 
+DECODE_POSITIONS = ("merged", "official")
+
 
 @dataclass(frozen=True)
 class STTMConfig:
@@ -21,6 +23,13 @@ class STTMConfig:
     merged (paper: 2; 0 for 72B models). method: "sttm" (the thresholds), "sttm_budget" (tauS
     and tauT chosen per video to keep `keep_ratio` of the video tokens), a baseline at that
     budget ("uniform", "spatial_only", "temporal_only", "fastv") or "all" (nothing merged).
+    FastV ranks tokens by layer merge_layer - 1's attention, so it needs merge_layer >= 1.
+
+    decode_positions: where tokens after a renumbered prefill (1D RoPE models, STTM and the
+    pooling baselines) continue in layers >= k. "merged" (default): at L' + i, right after the
+    L' merged tokens, no gap. "official": at L + i as the official STTM code does (layers < k
+    always use L + i), to reproduce its generations. M-RoPE models and FastV keep original
+    position ids, so both settings give the same positions there.
     """
 
     spatial_threshold: float | None = 0.8
@@ -32,6 +41,7 @@ class STTMConfig:
     temporal_mode: str = "official"
     head_dim: int | None = None
     area_weighted: bool = False
+    decode_positions: str = "merged"
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -45,6 +55,12 @@ class STTMConfig:
             raise ValueError(f"merge_layer must be a layer index >= 0, got {self.merge_layer!r}")
         if self.head_dim is not None and (not is_int(self.head_dim) or self.head_dim <= 0):
             raise ValueError(f"head_dim must be a positive integer or None, got {self.head_dim!r}")
+        if self.decode_positions not in DECODE_POSITIONS:
+            raise ValueError(f"decode_positions={self.decode_positions!r} is not one of "
+                             f"{DECODE_POSITIONS}")
+        if self.query_aware and self.merge_layer < 1:
+            raise ValueError(f"method={self.method!r} ranks tokens by the attention of the layer "
+                             "before merge_layer: merge_layer must be >= 1, got 0")
         self._check_budget()
 
     def _check_budget(self) -> None:
@@ -66,6 +82,11 @@ class STTMConfig:
         return self.method == "all" or (self.method == "sttm" and self.temporal_threshold is OFF
                                         and (self.spatial_threshold is OFF
                                              or self.spatial_threshold > 1))
+
+    @property
+    def keeps_positions(self) -> bool:
+        """Kept tokens keep their original position ids (nothing is renumbered)."""
+        return METHODS[self.method].keeps_positions
 
     @property
     def query_aware(self) -> bool:

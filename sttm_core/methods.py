@@ -36,6 +36,9 @@ class Method:
     query_aware: bool  # looks at the question: a video prefix cannot be reused across questions
     summary: str       # what it does, in one line
     reduce: Callable[[VideoTokenMerger, "STTMConfig", Tensor | None], MergeResult]
+    # True: kept tokens keep their original position ids, gaps and all (FastV drops tokens);
+    # False: on 1D RoPE models the reduced sequence is renumbered (STTM, as the official code)
+    keeps_positions: bool = False
 
 
 def _all_tokens(merger, config, attention):
@@ -79,15 +82,16 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("temporal_only", "Temporal only", "budget", False,
            "patches merged across frames only, no quadtree", _budget(True, spatial=False)),
     Method("fastv", "FastV", "budget", True,
-           "keeps the patches the question's last token attends to most, drops the rest",
-           _fastv),
+           "keeps the patches the question's last token attends to most at layer k-1, drops "
+           "the rest for layers k onwards", _fastv, keeps_positions=True),
 )}
 
 
 def reduce_tokens(features: Tensor | VideoTokenMerger, config: "STTMConfig",
                   attention: Tensor | None = None) -> MergeResult:
     """Apply a config's reduction to video features [T, H, W, C] (or a prepared merger).
-    attention [T, H, W]: what each patch receives from the last prompt token (FastV only)."""
+    attention [T, H, W]: what each patch receives from the last prompt token at the layer
+    before the merge layer (FastV only)."""
     merger = features if isinstance(features, VideoTokenMerger) else VideoTokenMerger(
         features, head_dim=config.head_dim, area_weighted=config.area_weighted)
     result = METHODS[config.method].reduce(merger, config, attention)

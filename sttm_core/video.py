@@ -46,6 +46,13 @@ class VideoClip:
     def num_frames(self) -> int:
         return self.frames.shape[0]
 
+    @property
+    def sampled_fps(self) -> float:
+        """Frames per second of the sampled frames (Qwen2.5-VL's time ids need it)."""
+        if self.num_frames > 1 and self.timestamps[-1] > self.timestamps[0]:
+            return (self.num_frames - 1) / float(self.timestamps[-1] - self.timestamps[0])
+        return float(self.fps or 1.0)
+
 
 def sample_indices(total: int, num_frames: int) -> np.ndarray:
     """[min(total, num_frames)] int64: uniform over [0, total-1], first and last included."""

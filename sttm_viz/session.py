@@ -299,14 +299,18 @@ class Session:
         settings = {"all": STTMConfig.all_tokens(config.merge_layer), "sttm": config}
         seconds = {name: [] for name in settings}
         replies = {}
-        for attempt in range(runs + 1):  # round 0 warms up and is not counted
-            for name, setting in settings.items():
-                self.chat.reset_prefix()  # first: no re-merge of a prefix about to be dropped
-                self.chat.set_config(setting)
-                reply = self.chat.ask(question, max_new_tokens=1)
-                if attempt:
-                    seconds[name].append(reply.ttft_s - reply.timings["vision_encoder"])
-                replies[name] = reply
+        self.chat.time_merge = True  # a measurement: the merge is timed too
+        try:
+            for attempt in range(runs + 1):  # round 0 warms up and is not counted
+                for name, setting in settings.items():
+                    self.chat.reset_prefix()  # first: no re-merge of a prefix about to be dropped
+                    self.chat.set_config(setting)
+                    reply = self.chat.ask(question, max_new_tokens=1)
+                    if attempt:
+                        seconds[name].append(reply.ttft_s - reply.timings["vision_encoder"])
+                    replies[name] = reply
+        finally:
+            self.chat.time_merge = False
         out = {name: dict(ttft_s=statistics.median(seconds[name]), runs=seconds[name],
                           tokens=replies[name].tokens_after,
                           keep_ratio=replies[name].keep_ratio,

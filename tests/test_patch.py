@@ -165,3 +165,90 @@ def test_loading_failures_say_why_and_what_to_do(tmp_path):
                                  vocab_size=100)).save_pretrained(tmp_path / "text_only")
     with pytest.raises(UnsupportedModelError, match="does not support Qwen2ForCausalLM"):
         load_model(str(tmp_path / "text_only"))
+
+
+@torch.no_grad()
+def test_text_only_call_after_a_video_prefill_merges_nothing(tiny):
+    model = tiny.model
+    inputs, _ = prompt_inputs(tiny, random_frames())
+    text = torch.randint(0, 256, (1, 120))
+    embeds, positions = model.get_input_embeddings()(text), torch.arange(120)[None]
+    expected = model(inputs_embeds=embeds, position_ids=positions).logits  # unpatched
+    patch(model, MERGING)
+    model(**inputs)  # a video prefill first: its spans must not leak into the next call
+    got = model(inputs_embeds=embeds, position_ids=positions).logits
+    assert got.shape[1] == 120
+    assert torch.equal(got, expected)
+    video_embeds = model.get_input_embeddings()(inputs["input_ids"])
+    rest = {k: v for k, v in inputs.items() if k not in ("input_ids", "mm_token_type_ids")}
+    with pytest.raises(ValueError, match="pass input_ids with the video"):
+        model(inputs_embeds=video_embeds, **rest)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("decode_positions", ["merged", "official"])
+def test_decode_positions_after_a_merged_prefill(tiny, decode_positions):
+    """1D RoPE: layers >= k decode at L' + i by default (right after the merged prefix) and at
+    L + i with decode_positions="official" (the official code's numbering, a gap of L - L').
+    M-RoPE: max(prompt ids) + 1 + i either way (the rope deltas)."""
+    from dataclasses import replace
+
+    from support.positions import next_position, reference_position_ids
+
+    model, k = tiny.model, MERGING.merge_layer
+    inputs, _ = prompt_inputs(tiny, random_frames())
+    patch(model, replace(MERGING, decode_positions=decode_positions))
+    seen = []
+    handle = tiny.adapter.decoder_layers[k].register_forward_pre_hook(  # after STTM's hook
+        lambda m, args, kwargs: seen.append(kwargs["position_embeddings"][0]), with_kwargs=True)
+    model.generate(**inputs, max_new_tokens=4, do_sample=False)
+    handle.remove()
+    L = inputs["input_ids"].shape[1]
+    (span,) = model.sttm.prefill.spans
+    T, H, W = span.grid
+    merged_length = L - T * H * W + model.sttm.last_merge.num_tokens
+    reference = reference_position_ids(tiny, inputs)
+    if reference is not None:  # M-RoPE
+        first = torch.tensor([next_position(reference)] * 3).view(3, 1, 1)
+    else:
+        first = torch.tensor([[merged_length if decode_positions == "merged" else L]])
+    rotary = tiny.adapter.language_model.rotary_emb
+    for step, cos in enumerate(seen[1:]):  # seen[0] is the prefill
+        expected, _ = rotary(cos, first + step)
+        torch.testing.assert_close(cos, expected, rtol=0, atol=0)
+
+
+@torch.no_grad()
+def test_merge_is_timed_only_when_asked(tiny):
+    model = tiny.model
+    inputs, _ = prompt_inputs(tiny, random_frames())
+    patch(model, MERGING)
+    model(**inputs)
+    assert model.sttm.merge_seconds is None  # the default path times (and waits for) nothing
+    model.sttm.time_merge = True
+    model(**inputs)
+    assert 0 < model.sttm.merge_seconds < 60
+    with model.sttm.using(STTMConfig.all_tokens(2), time_merge=True):
+        model(**inputs)  # nothing merged: no time left over from the last merge
+    assert model.sttm.merge_seconds is None
+
+
+@torch.no_grad()
+def test_what_layer_k_builds_lies_on_the_device_of_its_hidden_states(tiny):
+    """With device_map="auto" layer k's input can sit on another GPU than the embeddings; here
+    (one device) this checks the rule is stated everywhere; tests/test_cuda.py splits a model
+    over two GPUs where there are two."""
+    model, k = tiny.model, MERGING.merge_layer
+    inputs, _ = prompt_inputs(tiny, random_frames())
+    patch(model, MERGING)
+    devices = []
+
+    def record(module, args, kwargs):
+        tensors = [v for v in kwargs.values() if isinstance(v, torch.Tensor)]
+        tensors += [t for v in kwargs.values() if isinstance(v, tuple) for t in v
+                    if isinstance(t, torch.Tensor)]
+        devices.append({t.device for t in tensors} | {args[0].device})
+    handle = tiny.adapter.decoder_layers[k].register_forward_pre_hook(record, with_kwargs=True)
+    model.generate(**inputs, max_new_tokens=3, do_sample=False)
+    handle.remove()
+    assert len(devices) == 3 and all(len(d) == 1 for d in devices)

@@ -148,7 +148,7 @@ class STTMLmms(lmms):
                    tokens_after=reply.tokens_after, keep_ratio=float(reply.keep_ratio),
                    ttft_s=reply.ttft_s, cache_reused=reply.cache_reused,
                    num_generated=reply.num_generated, total_s=reply.total_s,
-                   timings={k: float(v) for k, v in reply.timings.items()})
+                   timings={k: v if v is None else float(v) for k, v in reply.timings.items()})
         if self.settings.log_file:
             sink.write(json.dumps(row) + "\n")
             sink.flush()  # a run that stops keeps every row written so far

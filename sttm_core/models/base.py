@@ -40,6 +40,8 @@ class VideoLLMAdapter:
     system_prompt = ""         # ChatML system turn before the user turn ("" = none)
     frames_per_token_frame = 1  # video frames folded into one frame of the token grid
     architectures: dict[str, dict] = {}  # published (and tiny test) shapes, for random models
+    # the paper's (tauS, tauT) for this family at its ~50% and ~30% budgets (benchmarks use them)
+    paper_thresholds: tuple[tuple[float, float], ...] = ()
 
     def __init__(self, model: nn.Module):
         self.model = model
@@ -74,7 +76,7 @@ class VideoLLMAdapter:
     def video_spans(self, input_ids: Tensor, call: dict) -> list[VideoSpan]:
         """Video token runs of a prefill call, each with its grid. call: the model's kwargs."""
         runs = [(row, start, length) for row in range(input_ids.shape[0])
-                for start, length in _runs(input_ids[row] == self.video_token_id)]
+                for start, length in true_runs(input_ids[row] == self.video_token_id)]
         return [VideoSpan(row, start, self.video_grid(call, index, row, start, length))
                 for index, (row, start, length) in enumerate(runs)]
 
@@ -83,6 +85,11 @@ class VideoLLMAdapter:
         """Grid (T, H, W) of the index-th video of a call: `length` tokens from `start` in
         batch row `row`; any tokens beyond T*H*W at its end stay unmerged."""
         raise NotImplementedError
+
+    def carries_video(self, call: dict) -> bool:
+        """A model call holds a video's pixels or its encoder outputs. call: the model's kwargs."""
+        encoded = call.get("mm_encoder_outputs") or {}
+        return call.get("pixel_values_videos") is not None or encoded.get("video") is not None
 
     # --- frames, encoder, prompt ----------------------------------------------------------------
     @classmethod
@@ -121,6 +128,12 @@ class VideoLLMAdapter:
         closing = tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False)
         return prefix, closing
 
+    def use_reference_positions(self) -> "AttributeOverride | None":
+        """Make the model number a prefill's positions by the family's reference rule where the
+        installed transformers numbers them otherwise. Returns a handle whose `remove()` undoes
+        it; None: transformers' numbering is the reference (nothing to change)."""
+        return None
+
     def text_positions(self, start: Tensor, length: int) -> Tensor:
         """Position ids of `length` text tokens from position `start` [B] on ([B, q], or
         [3, B, q] for M-RoPE where text has t = h = w)."""
@@ -130,10 +143,13 @@ class VideoLLMAdapter:
     def last_token_attention(self, layer: nn.Module, hidden: Tensor, position_embeddings,
                              valid: Tensor) -> Tensor:
         """Attention (mean over heads) from each row's last token to every token at a decoder
-        layer of the Qwen2 kind, computed from its input like the layer would.
-        hidden [B, L, D], valid [B, L] -> [B, L]."""
+        layer of the Qwen2 kind, computed from its input like the layer would (the layer's
+        attention map, last row). hidden [B, L, D], valid [B, L] -> [B, L], on hidden's device."""
         attn = layer.self_attn
-        x = layer.input_layernorm(hidden)
+        device = attn.q_proj.weight.device  # the layer's (device_map may put it elsewhere)
+        x = layer.input_layernorm(hidden.to(device))
+        position_embeddings = [e.to(device) for e in position_embeddings]
+        valid = valid.to(device)
         B, L, _ = x.shape
         head_dim = attn.head_dim
         q = attn.q_proj(x[:, -1:]).view(B, 1, -1, head_dim).transpose(1, 2)  # [B, nh, 1, hd]
@@ -144,7 +160,7 @@ class VideoLLMAdapter:
         k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
         scores = (q @ k.transpose(-1, -2))[:, :, 0] * attn.scaling              # [B, nh, L]
         scores = scores.masked_fill(~valid[:, None], -torch.inf)
-        return scores.float().softmax(-1).mean(1)
+        return scores.float().softmax(-1).mean(1).to(hidden.device)
 
     # --- random-weight models -------------------------------------------------------------------
     @classmethod
@@ -154,7 +170,20 @@ class VideoLLMAdapter:
         raise NotImplementedError
 
 
-def _runs(mask: Tensor) -> list[tuple[int, int]]:
+class AttributeOverride:
+    """`obj.name = value` on one instance until `remove()`, which shows the class's own
+    attribute again (how `patch` swaps a model's position rule and `unpatch` restores it)."""
+
+    def __init__(self, obj, name: str, value):
+        self.obj, self.name = obj, name
+        setattr(obj, name, value)
+
+    def remove(self) -> None:
+        if self.name in vars(self.obj):
+            delattr(self.obj, self.name)
+
+
+def true_runs(mask: Tensor) -> list[tuple[int, int]]:
     """(start, length) of each run of True in a 1D bool mask."""
     padded = torch.cat([mask.new_zeros(1), mask, mask.new_zeros(1)]).int()
     edges = torch.diff(padded).nonzero().flatten().tolist()

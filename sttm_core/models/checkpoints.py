@@ -8,7 +8,8 @@ through the very same `from_pretrained` path, with no download.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -31,6 +32,8 @@ class LoadedModel:
     adapter: VideoLLMAdapter
     settings: dict  # frame preprocessing: size or min/max pixels, image_mean, image_std
     name: str
+    # held while tokenizing: whether special tokens are parsed is a switch on the shared tokenizer
+    tokenizer_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 def default_device_and_dtype(device: str | None = None, dtype: torch.dtype | None = None):
@@ -43,7 +46,7 @@ def default_device_and_dtype(device: str | None = None, dtype: torch.dtype | Non
 
 def load_model(name_or_path: str, *, device: str | None = None, dtype: torch.dtype | None = None,
                attn_implementation: str = "sdpa", trust_remote_code: bool = False,
-               device_map: str | None = None) -> LoadedModel:
+               device_map: str | dict | None = None) -> LoadedModel:
     """Load a supported video LLM, its tokenizer and its frame preprocessing settings.
 
     name_or_path: a hub id (downloaded or cached) or a local checkpoint directory.
@@ -138,7 +141,8 @@ TOKEN_ID = {token: 256 + i for i, token in enumerate(SPECIAL_TOKENS)}
 
 
 def random_model(name: str, *, device: str | None = None, dtype=None,
-                 num_layers: int | None = None, seed: int = 0) -> LoadedModel:
+                 num_layers: int | None = None, seed: int = 0,
+                 attn_implementation: str = "sdpa") -> LoadedModel:
     """A named architecture (`registry.ARCHITECTURES`) with random weights, in memory, with the
     byte-level tokenizer: the real shapes and speed of a model you need not download."""
     from transformers import AutoModelForImageTextToText
@@ -146,7 +150,8 @@ def random_model(name: str, *, device: str | None = None, dtype=None,
     device, dtype = default_device_and_dtype(device, dtype)
     torch.manual_seed(seed)
     config, image_processor = random_config(name, num_layers)
-    model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
+    model = AutoModelForImageTextToText.from_config(config, dtype=dtype,
+                                                    attn_implementation=attn_implementation)
     model.generation_config.eos_token_id = TOKEN_ID["<|im_end|>"]
     model.generation_config.pad_token_id = TOKEN_ID["<|endoftext|>"]
     model = model.to(device).eval()

@@ -17,6 +17,7 @@ SIGLIP_SO400M = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers
 class LlavaOnevisionAdapter(VideoLLMAdapter):
     model_classes = ("LlavaOnevisionForConditionalGeneration",)
     position_mode = "reindex"
+    paper_thresholds = ((0.85, 0.65), (0.85, 0.55))  # LLaVA-OV-7B on VideoMME
     # text: hidden, ffn, layers, heads, kv heads, vocab, tied embeddings
     architectures = {
         "llava-onevision-qwen2-0.5b-ov-hf": dict(

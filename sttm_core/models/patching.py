@@ -6,14 +6,20 @@ shorter sequence with matching positions and mask; layers < k are untouched, so 
 keeps the full length L while layers >= k hold L' (the official implementation's layout).
 
 Hooks (no upstream forward is copied):
-  model           remembers input_ids and the video grids of the call
+  model           remembers the call's video spans (found by token id; a video given only as
+                  inputs_embeds is refused: its tokens cannot be found)
   language model  remembers the 2D mask and positions; prefill or decode?
+  layer k - 1     FastV only: the last prompt token's attention row (mean over heads)
   layer k         prefill: merge and build the merged sequence's positions and mask;
                   decode: the mask and positions of new tokens after the merged prefix
   layers > k      take what layer k built
+Everything a hook builds lies on the device of the hidden states it receives (with
+device_map="auto" layers sit on different GPUs).
 Positions: 1D RoPE (LLaVA) re-indexes the merged sequence contiguously; M-RoPE (Qwen2-VL)
-keeps each merged token's representative (t, h, w) ids. Shape legend: B batch, L / L' prefill
-length before / after merging, q new tokens, D hidden size.
+keeps each merged token's representative (t, h, w) ids; FastV keeps every kept token's
+original ids. Where transformers' numbering differs from the family's reference rule (Qwen),
+`patch` installs the adapter's. Shape legend: B batch, L / L' prefill length before / after
+merging, q new tokens, D hidden size.
 """
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ class MergedPrefill:
     next_position: Tensor  # [B] position of the first token after the prefill (original numbering)
     spans: list[VideoSpan]  # the videos that were merged
     merges: list[MergeResult]  # one per span
+    renumbered: bool = False  # layers >= k numbered the merged sequence 0..L'-1 (1D RoPE)
 
     @property
     def merged_length(self) -> int:
@@ -59,6 +66,32 @@ class LayerInput:
     positions: Tensor | None  # the call's position ids
 
 
+class MergeTimer:
+    """Times one merge without stalling the device: CUDA events on the current stream (read,
+    and waited for, only when `seconds` is asked), perf_counter elsewhere."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.events = device, None
+        if device.type == "cuda":
+            self.events = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
+            self.events[0].record(torch.cuda.current_stream(device))
+        else:
+            self.start = time.perf_counter()
+
+    def stop(self) -> None:
+        if self.events:
+            self.events[1].record(torch.cuda.current_stream(self.device))
+        else:
+            self.end = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        if self.events:
+            self.events[1].synchronize()
+            return self.events[0].elapsed_time(self.events[1]) / 1000
+        return self.end - self.start
+
+
 @dataclass
 class STTMState:
     """What `patch` attaches as `model.sttm`: the config the hooks apply and what the last
@@ -71,7 +104,8 @@ class STTMState:
     prefill: MergedPrefill | None = None
     keep_layer_input: bool = False  # store layer k's prefill input (the chat runtime re-merges it)
     layer_input: LayerInput | None = None
-    merge_seconds: float = 0.0  # time the last prefill's merge took
+    time_merge: bool = False  # time each prefill's merge (benchmarks); off: no timing at all
+    merge_timer: MergeTimer | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
     hooks: "_Hooks | None" = None
     spans: list[VideoSpan] = field(default_factory=list)  # videos of the current call
@@ -81,21 +115,29 @@ class STTMState:
         """MergeResult of the last prefill's first video (None if nothing was merged)."""
         return self.prefill.merges[0] if self.prefill and self.prefill.merges else None
 
+    @property
+    def merge_seconds(self) -> float | None:
+        """Seconds the last timed merge took (set `time_merge = True` first); None: untimed."""
+        return None if self.merge_timer is None else self.merge_timer.seconds
+
     @contextmanager
     def using(self, config: STTMConfig, prefill: "MergedPrefill | None" = None,
-              layer_input: "LayerInput | None" = None, keep_layer_input: bool = True):
+              layer_input: "LayerInput | None" = None, keep_layer_input: bool = True,
+              time_merge: bool = False):
         """Hold the model for one caller: its config (checked against this model by the
         caller, once) and the prefix state it continues from are in place until it is done."""
         with self.lock:
             self.config, self.prefill, self.layer_input = config, prefill, layer_input
-            self.keep_layer_input = keep_layer_input
+            self.keep_layer_input, self.time_merge = keep_layer_input, time_merge
             yield self
 
 
 def patch(model: nn.Module, config: STTMConfig | None = None) -> nn.Module:
     """Apply STTM to a supported transformers video LLM (in place); returns the model.
 
-    Patching again replaces the config. `unpatch(model)` restores the original behaviour."""
+    Patching again replaces the config. `unpatch(model)` restores the original behaviour.
+    The patched model numbers positions by its family's reference rule (Qwen: see the README),
+    with merging or without."""
     config = config or STTMConfig()
     adapter = adapter_for(model)
     adapter.check_merge_layer(config.merge_layer)
@@ -108,6 +150,8 @@ def patch(model: nn.Module, config: STTMConfig | None = None) -> nn.Module:
         adapter.language_model.register_forward_pre_hook(hooks.on_language_model, with_kwargs=True),
     ] + [layer.register_forward_pre_hook(hooks.on_layer(i), with_kwargs=True)
          for i, layer in enumerate(adapter.decoder_layers)]
+    if (positions := adapter.use_reference_positions()) is not None:
+        state.handles.append(positions)
     model.sttm = state
     return model
 
@@ -133,6 +177,7 @@ class _Hooks:
         self.positions: Tensor | None = None
         self.built: dict | None = None  # kwargs layer k built for the layers after it
         self.merged_hidden: Tensor | None = None
+        self.attention: Tensor | None = None  # [B, L] FastV: layer k-1's last-token attention
 
     @property
     def k(self) -> int:
@@ -140,8 +185,13 @@ class _Hooks:
 
     def on_model(self, module, args, kwargs):
         input_ids = kwargs.get("input_ids", args[0] if args else None)
-        if input_ids is not None and input_ids.shape[1] > 1:
-            adapter = self.state.adapter
+        adapter = self.state.adapter
+        if input_ids is None and adapter.carries_video(kwargs):
+            raise ValueError("STTM finds a video's tokens by their ids: pass input_ids with the "
+                             "video, not only inputs_embeds")
+        if input_ids is None or input_ids.shape[1] == 1:  # text only, or one decode step
+            self.state.spans = []
+        else:
             self.state.spans = adapter.video_spans(input_ids, kwargs)
 
     def on_language_model(self, module, args, kwargs):
@@ -154,10 +204,14 @@ class _Hooks:
         """Start a forward pass of the language model."""
         self.cache, self.mask_2d, self.positions = cache, mask_2d, positions
         self.prefill = cache is None or cache.get_seq_length(self.k) == 0
-        self.built = None
+        self.built, self.attention = None, None
+        if self.prefill:
+            self.state.merge_timer = None
 
     def on_layer(self, index: int):
         def hook(module, args, kwargs):
+            if index == self.k - 1 and self.needs_attention():
+                self.attention = self.last_token_attention(module, args[0], kwargs)
             if index < self.k:
                 return None
             if index == self.k:
@@ -169,6 +223,17 @@ class _Hooks:
                 self.merged_hidden = None
             return args, {**kwargs, **self.built}
         return hook
+
+    # --- layer k - 1 (FastV) ------------------------------------------------------------------
+    def needs_attention(self) -> bool:
+        return self.prefill and self.state.config.query_aware and bool(self.state.spans)
+
+    def last_token_attention(self, layer: nn.Module, hidden: Tensor, kwargs: dict) -> Tensor:
+        """[B, L] what each token receives from the last prompt token at this layer (FastV
+        ranks by layer k-1's attention map: its last row, averaged over heads)."""
+        B, L, _ = hidden.shape
+        return self.state.adapter.last_token_attention(layer, hidden, kwargs["position_embeddings"],
+                                                       self._valid(B, L, hidden.device))
 
     # --- layer k ------------------------------------------------------------------------------
     def at_merge_layer(self, hidden: Tensor, kwargs: dict) -> dict | None:
@@ -189,51 +254,51 @@ class _Hooks:
         return self.continue_after_prefill(hidden)
 
     def reduce_prefill(self, hidden: Tensor, kwargs: dict, spans: list[VideoSpan]) -> dict:
-        start = time.perf_counter()
+        timer = MergeTimer(hidden.device) if self.state.time_merge else None
         B, L, _ = hidden.shape
-        valid = self._valid(B, L, hidden.device)
-        attention = None
-        adapter = self.state.adapter
-        if self.state.config.query_aware:  # FastV ranks video tokens by the last token's attention
-            attention = adapter.last_token_attention(adapter.decoder_layers[self.k], hidden,
-                                                     kwargs["position_embeddings"], valid)
-        merged, slots, slot_valid, merges = reduce_sequence(hidden, valid, spans,
-                                                            self.state.config, attention)
-        self.state.prefill = MergedPrefill(L, slots, slot_valid, self._next_position(B, L, hidden),
-                                           spans, merges)
+        device = hidden.device
+        valid = self._valid(B, L, device)
+        config, adapter = self.state.config, self.state.adapter
+        attention = None if self.attention is None else self.attention.to(device)
+        merged, slots, slot_valid, merges = reduce_sequence(hidden, valid, spans, config, attention)
+        renumber = adapter.position_mode == "reindex" and not config.keeps_positions
+        self.state.prefill = MergedPrefill(L, slots, slot_valid, self._next_position(B, L, device),
+                                           spans, merges, renumber)
         self.merged_hidden = merged
+        plain = (slot_valid.long().cumsum(-1) - 1).clamp_min(0)  # [B, L'] 0.. (pads 0)
         built = {"attention_mask": self._mask(merged, slot_valid.long())}
-        if adapter.position_mode == "keep":  # each merged token keeps its representative's ids
+        if renumber:  # 1D RoPE: the merged sequence is numbered 0.. as generate numbers it
+            built["position_embeddings"] = adapter.language_model.rotary_emb(merged, plain)
+            built["position_ids"] = plain
+        else:  # each kept token keeps its (representative's) ids
             cos, sin = kwargs["position_embeddings"]
             built["position_embeddings"] = (_gather(cos, slots), _gather(sin, slots))
-            if kwargs.get("position_ids") is not None:
-                built["position_ids"] = _gather(kwargs["position_ids"], slots)
-        else:  # 1D RoPE: renumber the merged sequence 0.. (pads 0, as generate numbers them)
-            new_positions = (slot_valid.long().cumsum(-1) - 1).clamp_min(0)
-            built["position_embeddings"] = adapter.language_model.rotary_emb(merged, new_positions)
-            built["position_ids"] = new_positions
-        if hidden.is_cuda:
-            torch.cuda.synchronize(hidden.device)
-        self.state.merge_seconds = time.perf_counter() - start
+            if kwargs.get("position_ids") is not None:  # the plain token index: FlashAttention
+                built["position_ids"] = plain           # reads gaps in it as packed sequences
+        if timer is not None:
+            timer.stop()
+        self.state.merge_timer = timer
         return built
 
     def continue_after_prefill(self, hidden: Tensor) -> dict:
         """q new tokens after the merged prefix: their mask over [merged prefix, new tokens]
-        and their positions (continuing the merged numbering for 1D RoPE)."""
+        and their positions (after a renumbered prefix: from L' by default, from L with
+        decode_positions="official"; otherwise the original numbering, max + 1 onwards)."""
         prefill = self.state.prefill
         B, q, _ = hidden.shape
+        device = hidden.device
         done = self.cache.get_seq_length(self.k) - prefill.merged_length  # tokens since prefill
         if self.mask_2d is not None:
-            new_columns = self.mask_2d[:, prefill.length:].long()
+            new_columns = self.mask_2d[:, prefill.length:].to(device).long()
         else:
-            new_columns = torch.ones(B, done + q, dtype=torch.long, device=hidden.device)
-        mask_2d = torch.cat([prefill.valid.long(), new_columns], dim=1)
+            new_columns = torch.ones(B, done + q, dtype=torch.long, device=device)
+        mask_2d = torch.cat([prefill.valid.to(device).long(), new_columns], dim=1)
         adapter = self.state.adapter
-        if adapter.position_mode == "keep":
-            first = prefill.next_position
-        else:
+        if prefill.renumbered and self.state.config.decode_positions == "merged":
             first = prefill.valid.sum(1)  # merged prefix renumbered 0..L'_b-1
-        positions = adapter.text_positions(first.to(hidden.device) + done, q)
+        else:
+            first = prefill.next_position
+        positions = adapter.text_positions(first.to(device) + done, q)
         built = {"attention_mask": self._mask(hidden, mask_2d),
                  "position_embeddings": adapter.language_model.rotary_emb(hidden, positions)}
         if adapter.position_mode == "reindex":
@@ -244,28 +309,32 @@ class _Hooks:
         B, L, _ = hidden.shape
         slots = torch.arange(L, device=hidden.device).expand(B, L)
         return MergedPrefill(L, slots, self._valid(B, L, hidden.device),
-                             self._next_position(B, L, hidden), spans, [])
+                             self._next_position(B, L, hidden.device), spans, [])
 
     # --- helpers ------------------------------------------------------------------------------
-    def _next_position(self, B: int, L: int, hidden: Tensor) -> Tensor:
-        """[B] position of the token after the prefill: what generate() continues with."""
-        positions = self._positions(B, L, hidden.device)
-        text = positions[0] if positions.dim() == 3 else positions  # [B, L]
-        return text[:, -1] + 1
+    def _next_position(self, B: int, L: int, device) -> Tensor:
+        """[B] position of the token after the prefill: one more than its largest id (what
+        generate() and the rope deltas continue with)."""
+        positions = self._positions(B, L, device)  # [B, L] or [3, B, L]
+        valid = self._valid(B, L, device)
+        largest = positions.masked_fill(~valid, -1)
+        if largest.dim() == 3:
+            largest = largest.amax(0)
+        return largest.amax(-1) + 1
 
     def _valid(self, B: int, L: int, device) -> Tensor:
         if self.mask_2d is None:
             return torch.ones(B, L, dtype=torch.bool, device=device)
-        return self.mask_2d[:, -L:].bool()
+        return self.mask_2d[:, -L:].to(device).bool()
 
     def _positions(self, B: int, L: int, device) -> Tensor:
-        """The prefill's position ids as the model numbered them ([B, L] or [3|4, B, L])."""
+        """The prefill's position ids as the model numbered them ([B, L] or [3, B, L])."""
         positions = self.positions
         if positions is None:
             return torch.arange(L, device=device).expand(B, L)
         if positions.dim() == 3 and positions.shape[0] == 4:  # text row + (t, h, w)
             positions = positions[1:]
-        return positions.expand(*positions.shape[:-2], B, L)
+        return positions.to(device).expand(*positions.shape[:-2], B, L)
 
     def _mask(self, embeds: Tensor, mask_2d: Tensor):
         lm = self.state.adapter.language_model
@@ -333,7 +402,8 @@ def reduce_sequence(hidden: Tensor, valid: Tensor, spans: list[VideoSpan], confi
 
 
 def _gather(x: Tensor, slots: Tensor) -> Tensor:
-    """x [B or 1, L, ...] gathered along the sequence with slots [B, L'] -> [B, L', ...]."""
-    x = x.expand(slots.shape[0], *x.shape[1:])
+    """x [B or 1, L, ...] gathered along the sequence with slots [B, L'] -> [B, L', ...] (on
+    the slots' device)."""
+    x = x.to(slots.device).expand(slots.shape[0], *x.shape[1:])
     index = slots.view(*slots.shape, *([1] * (x.dim() - 2))).expand(*slots.shape, *x.shape[2:])
     return torch.gather(x, 1, index)

@@ -3,15 +3,22 @@
 Frames are patchified in pairs (temporal patch 2) and 2x2 patches merge into one token, so a
 video of T frames at h x w patches has T/2 x h/2 x w/2 tokens between <|vision_start|> and
 <|vision_end|>. Frames are resized with Qwen's `smart_resize` (sides multiples of 28, area
-within the video processor's min / max pixels).
+within the video processor's min / max pixels; max_pixels is a hard cap).
+
+Positions follow Qwen's reference rule (Qwen's own code; transformers 4.45, which the official
+STTM runs used): the text after a vision block starts at max(its ids) + 1. transformers >= 5.3
+starts it at start + max(H, W) instead, which for a video longer than its grid is wide puts
+the question back inside the video's time range; `patch` swaps in `rope_index` below.
 """
 from __future__ import annotations
 
 import math
+from typing import Iterator
 
 import torch
+from torch import Tensor
 
-from .base import VideoLLMAdapter, normalise, resize_frames
+from .base import AttributeOverride, VideoLLMAdapter, normalise, resize_frames, true_runs
 
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 VIDEO_PIXELS = (128 * 28 * 28, 768 * 28 * 28)  # the video processor's min / max pixels
@@ -24,6 +31,7 @@ class Qwen2VLAdapter(VideoLLMAdapter):
     position_mode = "keep"
     system_prompt = "You are a helpful assistant."
     frames_per_token_frame = 2  # temporal patch size
+    paper_thresholds = ((0.85, 0.60), (0.80, 0.60))  # Qwen2-VL-7B on VideoMME
     architectures = {
         "tiny-qwen2-vl": dict(
             text=(64, 128, 4, 4, 2, 272, False),
@@ -91,6 +99,65 @@ class Qwen2VLAdapter(VideoLLMAdapter):
     def text_positions(self, start, length):
         return super().text_positions(start, length)[None].expand(3, -1, -1)
 
+    # --- positions: Qwen's reference rule -------------------------------------------------------
+    def use_reference_positions(self):
+        return AttributeOverride(self.model.model, "get_rope_index", self.rope_index)
+
+    def rope_index(self, input_ids: Tensor, mm_token_type_ids=None, image_grid_thw=None,
+                   video_grid_thw=None, attention_mask=None, second_per_grid_ts=None, **_):
+        """Qwen's reference M-RoPE ids, in the place of transformers' `get_rope_index` (same
+        arguments and results; image and video tokens are found by their ids).
+
+        input_ids [B, L] -> (ids [3, B, L]: rows t, h, w, 0 on padding; rope deltas [B, 1]: a
+        token after the prompt at plain index p gets id p + delta, i.e. max + 1 onwards).
+        Text counts on by one on all three rows. A vision block whose first id is s (one more
+        than every id before it) gives its token (t, y, x) the ids (s + time(t), s + y, s + x),
+        and the text after it starts at max(its ids) + 1. Grids ([N, 3] patch grids, before the
+        2x2 merge) and second_per_grid_ts are taken in order, row by row."""
+        B, L = input_ids.shape
+        valid = (torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None
+                 else attention_mask.bool())
+        config = self.model.config
+        blocks = {config.image_token_id: _grid_rows(image_grid_thw, None),
+                  config.video_token_id: _grid_rows(video_grid_thw, second_per_grid_ts)}
+        positions = torch.zeros(3, B, L, dtype=torch.long)
+        deltas = torch.zeros(B, 1, dtype=torch.long)
+        for row in range(B):
+            ids = input_ids[row, valid[row]].cpu()
+            ids_of_row = self._row_positions(ids, blocks)  # [3, n]
+            positions[:, row, valid[row].cpu()] = ids_of_row
+            if len(ids):
+                deltas[row] = int(ids_of_row.max()) + 1 - len(ids)
+        return positions.to(input_ids.device), deltas.to(input_ids.device)
+
+    def _row_positions(self, ids: Tensor, blocks: dict) -> Tensor:
+        """ids [n] of one unpadded row -> [3, n]; `blocks` maps a vision token id to an
+        iterator over its (grid, seconds per temporal patch)."""
+        m = self.model.config.vision_config.spatial_merge_size
+        runs = sorted((start, length, token) for token in blocks
+                      for start, length in true_runs(ids == token))
+        pieces, next_id, done = [], 0, 0
+        for start, length, token in runs + [(len(ids), 0, None)]:
+            pieces.append(torch.arange(next_id, next_id + start - done).expand(3, -1))  # text
+            next_id += start - done
+            if token is None:
+                break
+            (t, h, w), seconds = next(blocks[token], ((0, 0, 0), None))
+            T, H, W = t, h // m, w // m
+            if T * H * W != length:
+                raise ValueError(f"a run of {length} vision tokens does not match its grid "
+                                 f"{(T, H, W)} (video_grid_thw / image_grid_thw)")
+            time = self.time_ids(T, seconds)
+            block = torch.stack(torch.meshgrid(time, torch.arange(H), torch.arange(W),
+                                               indexing="ij")).reshape(3, -1) + next_id
+            pieces.append(block)
+            next_id, done = int(block.max()) + 1, start + length
+        return torch.cat(pieces, dim=1)
+
+    def time_ids(self, T: int, seconds_per_patch: float | None) -> Tensor:
+        """[T] relative time ids of a block's temporal patches (Qwen2-VL: their index)."""
+        return torch.arange(T)
+
     @classmethod
     def random_config(cls, spec, text, token_id):
         from transformers import Qwen2VLConfig
@@ -135,7 +202,16 @@ class Qwen25VLAdapter(Qwen2VLAdapter):
     }
 
     def time_inputs(self, seconds_per_patch):
-        return {"second_per_grid_ts": torch.tensor([seconds_per_patch])}
+        return {"second_per_grid_ts": torch.tensor([seconds_per_patch], dtype=torch.float32)}
+
+    def time_ids(self, T, seconds_per_patch):
+        """Absolute time: floor(t * seconds per patch * tokens_per_second), in fp32 as Qwen's
+        code computes it (a bf16 seconds value would shift late ids; VideoChat keeps it fp32)."""
+        if seconds_per_patch is None:  # images, or no second_per_grid_ts given
+            return torch.arange(T)
+        tokens_per_second = self.model.config.vision_config.tokens_per_second
+        seconds = torch.tensor(seconds_per_patch, dtype=torch.float32)
+        return (torch.arange(T, dtype=torch.float32) * seconds * tokens_per_second).long()
 
     @classmethod
     def random_config(cls, spec, text, token_id):
@@ -145,10 +221,24 @@ class Qwen25VLAdapter(Qwen2VLAdapter):
         return cls._qwen_config(Qwen2_5_VLConfig, spec, text, token_id, vision)
 
 
+def _grid_rows(grids: Tensor | None, seconds: Tensor | None) -> Iterator:
+    """Iterator over ((t, h, w), seconds per temporal patch or None) of [N, 3] grids."""
+    rows = [] if grids is None else grids.tolist()
+    times = [None] * len(rows) if seconds is None else seconds.float().tolist()
+    return iter(list(zip(rows, times)))
+
+
 def smart_resize(height: int, width: int, factor: int, min_pixels: int,
                  max_pixels: int) -> tuple[int, int]:
     """Qwen-VL's resize rule: sides become multiples of `factor`, the area kept within
-    [min_pixels, max_pixels], the aspect ratio nearly unchanged."""
+    [min_pixels, max_pixels], the aspect ratio nearly unchanged.
+
+    max_pixels is a hard cap: below min_pixels it lowers the minimum to itself (qwen-vl-utils
+    refuses min > max; transformers then grows the frame past the cap)."""
+    if max_pixels < factor * factor:
+        raise ValueError(f"max_pixels={max_pixels} is smaller than one {factor}x{factor} token "
+                         f"({factor * factor} pixels)")
+    min_pixels = min(min_pixels, max_pixels)
     h, w = max(factor, round(height / factor) * factor), max(factor, round(width / factor) * factor)
     if h * w > max_pixels:
         scale = math.sqrt(height * width / max_pixels)
@@ -157,4 +247,9 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int,
     elif h * w < min_pixels:
         scale = math.sqrt(min_pixels / (height * width))
         h, w = math.ceil(height * scale / factor) * factor, math.ceil(width * scale / factor) * factor
+    while h * w > max_pixels:  # a side floored at `factor`, or rounded up: shorten the longer
+        if h >= w:
+            h = max(factor, max_pixels // w // factor * factor)
+        else:
+            w = max(factor, max_pixels // h // factor * factor)
     return h, w

@@ -1,0 +1,97 @@
+"""STTMConfig: every setting of one token reduction, as plain validated data.
+
+The method (a key of sttm_core.methods.METHODS) says what kind of reduction it is and which
+fields it reads: "sttm" reads the thresholds, the budget methods read keep_ratio, "all" reads
+neither. `sttm_core.methods.reduce_tokens(features, config)` applies it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from numbers import Real
+
+from .merge import OFF, check_temporal_mode, check_threshold, _is_int
+from .methods import METHODS
+
+DECODE_POSITIONS = ("merged", "official")
+
+
+@dataclass(frozen=True)
+class STTMConfig:
+    """STTM settings, checked once here.
+
+    spatial_threshold (tauS), temporal_threshold (tauT), root_level: as in merge_video_tokens
+    (OFF turns that half off). merge_layer: the decoder layer whose input hidden states are
+    merged (paper: 2; 0 for 72B models). method: "sttm" (the thresholds), "sttm_budget" (tauS
+    and tauT chosen per video to keep `keep_ratio` of the video tokens), a baseline at that
+    budget ("uniform", "spatial_only", "temporal_only", "fastv") or "all" (nothing merged).
+    FastV ranks tokens by layer merge_layer - 1's attention, so it needs merge_layer >= 1.
+
+    decode_positions: where tokens after a renumbered prefill (1D RoPE models, STTM and the
+    pooling baselines) continue in layers >= k. "merged" (default): at L' + i, right after the
+    L' merged tokens, no gap. "official": at L + i as the official STTM code does (layers < k
+    always use L + i), to reproduce its generations. M-RoPE models and FastV keep original
+    position ids, so both settings give the same positions there.
+    """
+
+    spatial_threshold: float | None = 0.8
+    temporal_threshold: float | None = 0.6
+    root_level: int = 1
+    merge_layer: int = 2
+    method: str = "sttm"
+    keep_ratio: float | None = None  # the budget of the methods that take one
+    temporal_mode: str = "official"
+    head_dim: int | None = None
+    area_weighted: bool = False
+    decode_positions: str = "merged"
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r} is not one of {', '.join(METHODS)}")
+        check_threshold("spatial_threshold", self.spatial_threshold)
+        check_threshold("temporal_threshold", self.temporal_threshold)
+        check_temporal_mode(self.temporal_mode)
+        if not _is_int(self.root_level):
+            raise ValueError(f"root_level must be an integer, got {self.root_level!r}")
+        if not _is_int(self.merge_layer) or self.merge_layer < 0:
+            raise ValueError(f"merge_layer must be a layer index >= 0, got {self.merge_layer!r}")
+        if self.head_dim is not None and (not _is_int(self.head_dim) or self.head_dim <= 0):
+            raise ValueError(f"head_dim must be a positive integer or None, got {self.head_dim!r}")
+        if self.decode_positions not in DECODE_POSITIONS:
+            raise ValueError(f"decode_positions={self.decode_positions!r} is not one of "
+                             f"{DECODE_POSITIONS}")
+        if self.query_aware and self.merge_layer < 1:
+            raise ValueError(f"method={self.method!r} ranks tokens by the attention of the layer "
+                             "before merge_layer: merge_layer must be >= 1, got 0")
+        self._check_budget()
+
+    def _check_budget(self) -> None:
+        takes_budget = METHODS[self.method].takes == "budget"
+        if takes_budget and not (isinstance(self.keep_ratio, Real)
+                                 and not isinstance(self.keep_ratio, bool)
+                                 and 0 < self.keep_ratio <= 1):
+            raise ValueError(f"method={self.method!r} keeps a token budget: keep_ratio must be "
+                             f"a number in (0, 1], got {self.keep_ratio!r}")
+        if not takes_budget and self.keep_ratio is not None:
+            raise ValueError(f"method={self.method!r} takes no keep_ratio; for a token budget "
+                             "use method='sttm_budget' (or a baseline)")
+
+    @classmethod
+    def all_tokens(cls, merge_layer: int = 2) -> "STTMConfig":
+        """A config that merges nothing (the model behaves exactly as unpatched)."""
+        return cls(method="all", merge_layer=merge_layer)
+
+    @property
+    def merges_nothing(self) -> bool:
+        return self.method == "all" or (self.method == "sttm" and self.temporal_threshold is OFF
+                                        and (self.spatial_threshold is OFF
+                                             or self.spatial_threshold > 1))
+
+    @property
+    def keeps_positions(self) -> bool:
+        """Kept tokens keep their original position ids (nothing is renumbered)."""
+        return METHODS[self.method].keeps_positions
+
+    @property
+    def query_aware(self) -> bool:
+        """The reduction looks at the question, so a video prefix cannot be reused."""
+        return METHODS[self.method].query_aware

@@ -1,0 +1,109 @@
+"""Every token reduction STTM Studio runs, in one registry: STTM and the baselines it is
+compared with. The config, the runtime, the sweeps, the app and the docs read it.
+
+Each method turns a video's features [T, H, W, C] (through a VideoTokenMerger that holds their
+pyramid) into a MergeResult, so everything downstream treats them alike. What a method takes
+(`Method.takes`):
+  thresholds  tauS / tauT set by hand (STTMConfig.spatial_threshold, temporal_threshold)
+  budget      a keep ratio (STTMConfig.keep_ratio); STTM's thresholds are chosen per video
+  nothing     all tokens: nothing is merged (the reference)
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Callable
+
+from torch import Tensor
+
+from .baselines import drop_by_attention, uniform_pooling
+from .budget import thresholds_for_budget
+from .merge import OFF, MergeResult, VideoTokenMerger
+
+if TYPE_CHECKING:
+    from .config import STTMConfig
+
+log = logging.getLogger(__name__)
+
+TAKES = ("thresholds", "budget", "nothing")
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str          # STTMConfig.method, the sweeps' CSV value
+    label: str         # what people read: the app, tables, plots
+    takes: str         # one of TAKES
+    query_aware: bool  # looks at the question: a video prefix cannot be reused across questions
+    summary: str       # what it does, in one line
+    reduce: Callable[[VideoTokenMerger, "STTMConfig", Tensor | None], MergeResult]
+    # True: kept tokens keep their original position ids, gaps and all (FastV drops tokens);
+    # False: on 1D RoPE models the reduced sequence is renumbered (STTM, as the official code)
+    keeps_positions: bool = False
+
+
+def _all_tokens(merger, config, attention):
+    return merger.merge(OFF, OFF, -1)
+
+
+def _sttm(merger, config, attention):
+    return merger.merge(config.spatial_threshold, config.temporal_threshold,
+                        _root_level(merger, config), config.temporal_mode)
+
+
+def _budget(temporal: bool, spatial: bool = True):
+    def reduce(merger, config, attention):
+        root_level = _root_level(merger, config) if spatial else -1
+        return thresholds_for_budget(merger, config.keep_ratio, root_level=root_level,
+                                     temporal=temporal, temporal_mode=config.temporal_mode).result
+    return reduce
+
+
+def _uniform(merger, config, attention):
+    return uniform_pooling(merger.pyramid.levels[-1], config.keep_ratio)
+
+
+def _fastv(merger, config, attention):
+    if attention is None:
+        raise ValueError("FastV needs the attention of the last prompt token (a question)")
+    return drop_by_attention(merger.pyramid.levels[-1], attention, config.keep_ratio)
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("all", "All tokens", "nothing", False,
+           "nothing merged: every patch stays a token (the reference)", _all_tokens),
+    Method("sttm", "STTM", "thresholds", False,
+           "quadtree tokens per frame (τS), then nested tokens merged across frames (τT)", _sttm),
+    Method("sttm_budget", "STTM budget", "budget", False,
+           "STTM with τS and τT chosen per video to keep the budget", _budget(temporal=True)),
+    Method("uniform", "Uniform pooling", "budget", False,
+           "every frame average-pooled to one coarser grid of the budget's size", _uniform),
+    Method("spatial_only", "Spatial only", "budget", False,
+           "STTM's quadtree tokens per frame, no merging across frames", _budget(temporal=False)),
+    Method("temporal_only", "Temporal only", "budget", False,
+           "patches merged across frames only, no quadtree", _budget(True, spatial=False)),
+    Method("fastv", "FastV", "budget", True,
+           "keeps the patches the question's last token attends to most at layer k-1, drops "
+           "the rest for layers k onwards", _fastv, keeps_positions=True),
+)}
+
+
+def reduce_tokens(features: Tensor | VideoTokenMerger, config: "STTMConfig",
+                  attention: Tensor | None = None) -> MergeResult:
+    """Apply a config's reduction to video features [T, H, W, C] (or a prepared merger).
+    attention [T, H, W]: what each patch receives from the last prompt token at the layer
+    before the merge layer (FastV only)."""
+    merger = features if isinstance(features, VideoTokenMerger) else VideoTokenMerger(
+        features, head_dim=config.head_dim, area_weighted=config.area_weighted)
+    result = METHODS[config.method].reduce(merger, config, attention)
+    return replace(result, method=config.method)
+
+
+def _root_level(merger: VideoTokenMerger, config: "STTMConfig") -> int:
+    """The config's root level, or the finest level when this video's grid has too few levels
+    (the result's root_level says which level was used)."""
+    levels = merger.num_levels
+    if -levels <= config.root_level < levels:
+        return config.root_level
+    log.info("root_level=%d: a %dx%d grid has %d levels; starting from its finest",
+             config.root_level, *merger.level_sizes[-1], levels)
+    return levels - 1

@@ -1,0 +1,212 @@
+"""What STTM needs to know about a video-LLM family: the adapter interface, shared by every family.
+
+An adapter answers, for one loaded model: where the decoder layers are, which tokens are video
+and on what grid (T, H, W) they lie, how positions work (1D RoPE re-indexed, or M-RoPE ids
+kept), how frames become pixel tensors and encoder outputs, how prompts become token ids, how
+token frames map to video frames, how to read the attention FastV ranks by, and how to build a
+random-weight model of the family. One file per family subclasses it; `registry.py` lists
+them. Nothing outside the adapters asks what kind of model it holds.
+Shape legend: B batch, L sequence, T H W a video's token grid, D hidden size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class UnsupportedModelError(ValueError):
+    """The model is not one of the families STTM knows how to patch."""
+
+
+@dataclass
+class VideoSpan:
+    """One video's tokens in one row of a batch: `T*H*W` grid tokens in raster (t, y, x) order
+    from `start`; tokens after them (e.g. LLaVA's newline) stay unmerged."""
+
+    row: int
+    start: int
+    grid: tuple[int, int, int]  # (T, H, W)
+
+
+class VideoLLMAdapter:
+    """The family-independent part; subclasses fill in the family specifics."""
+
+    model_classes: tuple[str, ...] = ()  # transformers classes served (subclasses match too)
+    position_mode = "reindex"  # "reindex": 1D RoPE, merged sequence renumbered; "keep": M-RoPE ids kept
+    system_prompt = ""         # ChatML system turn before the user turn ("" = none)
+    frames_per_token_frame = 1  # video frames folded into one frame of the token grid
+    architectures: dict[str, dict] = {}  # published (and tiny test) shapes, for random models
+    # the paper's (tauS, tauT) for this family at its ~50% and ~30% budgets (benchmarks use them)
+    paper_thresholds: tuple[tuple[float, float], ...] = ()
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    @classmethod
+    def matches(cls, model: nn.Module) -> bool:
+        """The model is (a subclass of) one of `model_classes`."""
+        return any(base.__name__ in cls.model_classes for base in type(model).__mro__)
+
+    # --- model layout -------------------------------------------------------------------------
+    @property
+    def language_model(self) -> nn.Module:
+        return self.model.model.language_model
+
+    @property
+    def decoder_layers(self) -> nn.ModuleList:
+        return self.language_model.layers
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.decoder_layers)
+
+    def check_merge_layer(self, merge_layer: int) -> None:
+        if not 0 <= merge_layer < self.num_layers:
+            raise ValueError(f"merge_layer={merge_layer} is out of range: this model has "
+                             f"{self.num_layers} decoder layers (0..{self.num_layers - 1})")
+
+    @property
+    def video_token_id(self) -> int:
+        return self.model.config.video_token_id
+
+    def video_spans(self, input_ids: Tensor, call: dict) -> list[VideoSpan]:
+        """Video token runs of a prefill call, each with its grid. call: the model's kwargs."""
+        runs = [(row, start, length) for row in range(input_ids.shape[0])
+                for start, length in true_runs(input_ids[row] == self.video_token_id)]
+        return [VideoSpan(row, start, self.video_grid(call, index, row, start, length))
+                for index, (row, start, length) in enumerate(runs)]
+
+    def video_grid(self, call: dict, index: int, row: int, start: int,
+                   length: int) -> tuple[int, int, int]:
+        """Grid (T, H, W) of the index-th video of a call: `length` tokens from `start` in
+        batch row `row`; any tokens beyond T*H*W at its end stay unmerged."""
+        raise NotImplementedError
+
+    def carries_video(self, call: dict) -> bool:
+        """A model call holds a video's pixels or its encoder outputs. call: the model's kwargs."""
+        encoded = call.get("mm_encoder_outputs") or {}
+        return call.get("pixel_values_videos") is not None or encoded.get("video") is not None
+
+    # --- frames, encoder, prompt ----------------------------------------------------------------
+    @classmethod
+    def preprocessing(cls, processor, config) -> dict:
+        """Frame resize / normalise settings from the checkpoint's image processor (None: the
+        family's published defaults)."""
+        raise NotImplementedError
+
+    def vision_module(self) -> nn.Module:
+        raise NotImplementedError
+
+    def video_inputs(self, frames: np.ndarray, settings: dict, fps: float) -> tuple[dict, int]:
+        """frames [T, H, W, 3] uint8 -> (model kwargs with pixel tensors, video placeholder count)."""
+        raise NotImplementedError
+
+    def encode_video(self, video: dict) -> dict:
+        """Run the vision encoder on `video_inputs`' kwargs: the prefill's kwargs carrying its
+        output instead of the pixels."""
+        raise NotImplementedError
+
+    def prefill_inputs(self, input_ids: Tensor) -> dict:
+        """Extra kwargs a prefill over `input_ids` [B, L] needs besides the video's."""
+        return {}
+
+    def video_placeholder(self, tokenizer, count: int) -> list[int]:
+        """Token ids standing for a video of `count` tokens in the user turn."""
+        raise NotImplementedError
+
+    def prompt_ids(self, tokenizer, count: int) -> tuple[list[int], list[int]]:
+        """(prefix ids up to and including the video, ids of the question turn's closing text)
+        for the ChatML conversation: [system] user: <video> question; assistant:"""
+        system = (f"<|im_start|>system\n{self.system_prompt}<|im_end|>\n"
+                  if self.system_prompt else "")
+        prefix = tokenizer.encode(system + "<|im_start|>user\n", add_special_tokens=False)
+        prefix += self.video_placeholder(tokenizer, count)
+        closing = tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False)
+        return prefix, closing
+
+    def use_reference_positions(self) -> "AttributeOverride | None":
+        """Make the model number a prefill's positions by the family's reference rule where the
+        installed transformers numbers them otherwise. Returns a handle whose `remove()` undoes
+        it; None: transformers' numbering is the reference (nothing to change)."""
+        return None
+
+    def text_positions(self, start: Tensor, length: int) -> Tensor:
+        """Position ids of `length` text tokens from position `start` [B] on ([B, q], or
+        [3, B, q] for M-RoPE where text has t = h = w)."""
+        return start[:, None] + torch.arange(length, device=start.device)[None]
+
+    # --- FastV's probe --------------------------------------------------------------------------
+    def last_token_attention(self, layer: nn.Module, hidden: Tensor, position_embeddings,
+                             valid: Tensor) -> Tensor:
+        """Attention (mean over heads) from each row's last token to every token at a decoder
+        layer of the Qwen2 kind, computed from its input like the layer would (the layer's
+        attention map, last row). hidden [B, L, D], valid [B, L] -> [B, L], on hidden's device."""
+        attn = layer.self_attn
+        device = attn.q_proj.weight.device  # the layer's (device_map may put it elsewhere)
+        x = layer.input_layernorm(hidden.to(device))
+        position_embeddings = [e.to(device) for e in position_embeddings]
+        valid = valid.to(device)
+        B, L, _ = x.shape
+        head_dim = attn.head_dim
+        q = attn.q_proj(x[:, -1:]).view(B, 1, -1, head_dim).transpose(1, 2)  # [B, nh, 1, hd]
+        k = attn.k_proj(x).view(B, L, -1, head_dim).transpose(1, 2)          # [B, nkv, L, hd]
+        cos, sin = (e.unsqueeze(1) for e in position_embeddings)             # [B, 1, L, hd]
+        q = q * cos[:, :, -1:] + _rotate_half(q) * sin[:, :, -1:]
+        k = k * cos + _rotate_half(k) * sin
+        k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+        scores = (q @ k.transpose(-1, -2))[:, :, 0] * attn.scaling              # [B, nh, L]
+        scores = scores.masked_fill(~valid[:, None], -torch.inf)
+        return scores.float().softmax(-1).mean(1).to(hidden.device)
+
+    # --- random-weight models -------------------------------------------------------------------
+    @classmethod
+    def random_config(cls, spec: dict, text: dict, token_id: dict):
+        """(model config, image processor) of an `architectures` spec; `text`: the text model's
+        config kwargs, `token_id`: the byte tokenizer's special token ids."""
+        raise NotImplementedError
+
+
+class AttributeOverride:
+    """`obj.name = value` on one instance until `remove()`, which shows the class's own
+    attribute again (how `patch` swaps a model's position rule and `unpatch` restores it)."""
+
+    def __init__(self, obj, name: str, value):
+        self.obj, self.name = obj, name
+        setattr(obj, name, value)
+
+    def remove(self) -> None:
+        if self.name in vars(self.obj):
+            delattr(self.obj, self.name)
+
+
+def true_runs(mask: Tensor) -> list[tuple[int, int]]:
+    """(start, length) of each run of True in a 1D bool mask."""
+    padded = torch.cat([mask.new_zeros(1), mask, mask.new_zeros(1)]).int()
+    edges = torch.diff(padded).nonzero().flatten().tolist()
+    return [(a, b - a) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def _rotate_half(x: Tensor) -> Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+
+
+# --- frame preprocessing (the checkpoint's resize/normalise settings, in torch) -----------------
+
+def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> Tensor:
+    """[T, H, W, 3] uint8 -> [T, 3, h, w] float in 0..255 (bicubic, antialiased like PIL)."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    if tuple(x.shape[2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bicubic", antialias=True).clamp(0, 255)
+
+
+def normalise(pixels: Tensor, settings: dict) -> Tensor:
+    """[T, 3, h, w] in 0..255 -> standardised with the checkpoint's mean and std."""
+    mean = torch.tensor(settings["image_mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(settings["image_std"]).view(1, 3, 1, 1)
+    return (pixels / 255 - mean) / std

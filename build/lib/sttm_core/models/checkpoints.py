@@ -1,0 +1,213 @@
+"""Loading checkpoints (hub id or local path) and building random-weight ones from configs.
+
+`load_model` is what users call with a real checkpoint. `build_random_checkpoint` writes the
+real architecture of a named model (or a tiny one for tests) with random weights, a byte-level
+tokenizer and the image-processor settings into a directory, so tests and benchmarks load it
+through the very same `from_pretrained` path, with no download.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .base import VideoLLMAdapter
+from .registry import adapter_for, architecture, family_of
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    """A checkpoint could not be loaded; the message says why and what to do."""
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    tokenizer: object
+    adapter: VideoLLMAdapter
+    settings: dict  # frame preprocessing: size or min/max pixels, image_mean, image_std
+    name: str
+    # held while tokenizing: whether special tokens are parsed is a switch on the shared tokenizer
+    tokenizer_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+def default_device_and_dtype(device: str | None = None, dtype: torch.dtype | None = None):
+    """CUDA with bf16 when present, else CPU with fp32."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype is None:
+        dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    return device, dtype
+
+
+def load_model(name_or_path: str, *, device: str | None = None, dtype: torch.dtype | None = None,
+               attn_implementation: str = "sdpa", trust_remote_code: bool = False,
+               device_map: str | dict | None = None) -> LoadedModel:
+    """Load a supported video LLM, its tokenizer and its frame preprocessing settings.
+
+    name_or_path: a hub id (downloaded or cached) or a local checkpoint directory.
+    device_map="auto" spreads a big model over the GPUs (accelerate); then device is ignored.
+    """
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer
+
+    device, dtype = default_device_and_dtype(device, dtype)
+    _check_reachable(str(name_or_path))
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except Exception as err:  # OSError, ValueError, HTTP errors: all mean "not loadable here"
+        raise ModelLoadError(
+            f"could not load the model '{name_or_path}': {_first_line(err)}\n"
+            "Give a local checkpoint directory, or a hub id whose files are downloaded "
+            f"(`huggingface-cli download {name_or_path}`); offline machines need them in the "
+            "cache (HF_HUB_OFFLINE=1).") from err
+    architectures = getattr(config, "architectures", None) or [type(config).__name__]
+    family_of(architectures)  # unsupported: says so before any weights load
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(
+            name_or_path, dtype=dtype, attn_implementation=attn_implementation,
+            trust_remote_code=trust_remote_code, device_map=device_map)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except Exception as err:
+        raise ModelLoadError(f"could not load the weights or tokenizer of '{name_or_path}': "
+                             f"{_first_line(err)}") from err
+    if device_map is None:
+        model = model.to(device)
+    model.eval()
+    adapter = adapter_for(model)
+    return LoadedModel(model, tokenizer, adapter, preprocessing_settings(name_or_path, adapter),
+                       str(name_or_path))
+
+
+def preprocessing_settings(name_or_path: str, adapter: VideoLLMAdapter) -> dict:
+    """Frame resize/normalise settings from the checkpoint's image processor config."""
+    from transformers import AutoImageProcessor
+
+    try:
+        processor = AutoImageProcessor.from_pretrained(name_or_path)
+    except Exception as err:  # missing config: fall back to the family's published defaults
+        log.warning("no image processor config in %s (%s); using the family defaults",
+                    name_or_path, _first_line(err))
+        processor = None
+    return adapter.preprocessing(processor, adapter.model.config)
+
+
+def _check_reachable(name_or_path: str, timeout_s: float = 3.0) -> None:
+    """Fail fast, with advice, when a hub id is neither local, nor cached, nor downloadable:
+    otherwise the hub client retries for half a minute before giving up."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    if Path(name_or_path).exists():
+        return
+    try:
+        if try_to_load_from_cache(name_or_path, "config.json"):
+            return
+    except HFValidationError:  # not a hub id either: a directory that is not there
+        raise ModelLoadError(f"could not load the model '{name_or_path}': no such checkpoint "
+                             "directory, and it is not a hub id (owner/name). Give a local "
+                             "checkpoint directory or a hub id.") from None
+    if constants.HF_HUB_OFFLINE:
+        reason = "HF_HUB_OFFLINE is set and its files are not in the cache"
+    else:
+        host = urlparse(constants.ENDPOINT).hostname
+        try:
+            socket.create_connection((host, 443), timeout=timeout_s).close()
+            return
+        except OSError as err:
+            reason = f"{host} cannot be reached ({err.strerror or err}) and it is not cached"
+    raise ModelLoadError(
+        f"could not load the model '{name_or_path}': {reason}.\n"
+        "Give a local checkpoint directory, or download the checkpoint first "
+        f"(`huggingface-cli download {name_or_path}`) on a machine with internet access.")
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]
+
+
+# --- random-weight checkpoints -------------------------------------------------------------------
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
+                  "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<image>", "<video>"]
+TOKEN_ID = {token: 256 + i for i, token in enumerate(SPECIAL_TOKENS)}
+
+
+def random_model(name: str, *, device: str | None = None, dtype=None,
+                 num_layers: int | None = None, seed: int = 0,
+                 attn_implementation: str = "sdpa") -> LoadedModel:
+    """A named architecture (`registry.ARCHITECTURES`) with random weights, in memory, with the
+    byte-level tokenizer: the real shapes and speed of a model you need not download."""
+    from transformers import AutoModelForImageTextToText
+
+    device, dtype = default_device_and_dtype(device, dtype)
+    torch.manual_seed(seed)
+    config, image_processor = random_config(name, num_layers)
+    model = AutoModelForImageTextToText.from_config(config, dtype=dtype,
+                                                    attn_implementation=attn_implementation)
+    model.generation_config.eos_token_id = TOKEN_ID["<|im_end|>"]
+    model.generation_config.pad_token_id = TOKEN_ID["<|endoftext|>"]
+    model = model.to(device).eval()
+    adapter = adapter_for(model)
+    settings = adapter.preprocessing(image_processor, config)
+    return LoadedModel(model, _byte_tokenizer(), adapter, settings, name)
+
+
+def build_random_checkpoint(name: str, out_dir: str | Path, *, num_layers: int | None = None,
+                            seed: int = 0) -> Path:
+    """Write a named architecture with random weights, its tokenizer and image-processor
+    settings to out_dir; load it with `load_model(out_dir)` like any checkpoint. Returns out_dir."""
+    loaded = random_model(name, device="cpu", dtype=torch.float32, num_layers=num_layers,
+                          seed=seed)
+    out_dir = Path(out_dir)
+    loaded.model.save_pretrained(out_dir)
+    loaded.tokenizer.save_pretrained(out_dir)
+    random_config(name, num_layers)[1].save_pretrained(out_dir)
+    return out_dir
+
+
+def random_config(name: str, num_layers: int | None = None):
+    """(model config, image processor) of a named architecture; its text model shortened to
+    `num_layers` if given."""
+    family, spec = architecture(name)
+    hidden, ffn, layers, heads, kv_heads, vocab, tied = spec["text"]
+    text = dict(hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=num_layers or layers,
+                num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab,
+                tie_word_embeddings=tied, max_position_embeddings=32768,
+                eos_token_id=TOKEN_ID["<|im_end|>"], pad_token_id=TOKEN_ID["<|endoftext|>"],
+                bos_token_id=None)
+    return family.random_config(spec, text, TOKEN_ID)
+
+
+def _byte_tokenizer():
+    """Byte-level BPE without merges (every UTF-8 byte a token, ids 0..255) + the special
+    tokens of the Qwen / LLaVA chat formats (ids 256..264)."""
+    from transformers import Qwen2Tokenizer
+
+    vocab = {symbol: i for i, symbol in enumerate(_byte_symbols())}
+    vocab.update(TOKEN_ID)
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token="<|endoftext|>",
+                               eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
+    return tokenizer
+
+
+def _byte_symbols() -> list[str]:
+    """GPT-2's printable stand-ins for the 256 byte values, in byte order."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    symbols, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            symbols[byte] = chr(byte)
+        else:
+            symbols[byte] = chr(256 + extra)
+            extra += 1
+    return [symbols[b] for b in range(256)]
