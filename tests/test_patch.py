@@ -252,3 +252,11 @@ def test_what_layer_k_builds_lies_on_the_device_of_its_hidden_states(tiny):
     model.generate(**inputs, max_new_tokens=3, do_sample=False)
     handle.remove()
     assert len(devices) == 3 and all(len(d) == 1 for d in devices)
+
+
+@torch.no_grad()
+def test_an_encoded_video_keeps_only_what_the_language_model_reads(tiny):
+    """A cached video held the vision tower's every hidden layer (GBs for a long video)."""
+    video, _ = tiny.adapter.video_inputs(random_frames(), tiny.settings, 4.0)
+    encoded = tiny.adapter.encode_video(video)["mm_encoder_outputs"]["video"]
+    assert list(encoded.keys()) == ["pooler_output"]

@@ -195,6 +195,15 @@ def _rotate_half(x: Tensor) -> Tensor:
     return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
 
 
+def pooled_only(features):
+    """A vision encoder's output as the language model reads it (pooler_output) without the
+    tower's last and per-layer hidden states, which a cached video would otherwise hold on to
+    (LLaVA-OV: every SigLIP layer, ~6 GB for 64 frames in fp32)."""
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    return BaseModelOutputWithPooling(pooler_output=features.pooler_output)
+
+
 # --- frame preprocessing (the checkpoint's resize/normalise settings, in torch) -----------------
 
 def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> Tensor:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from .base import VideoLLMAdapter, normalise, resize_frames
+from .base import VideoLLMAdapter, normalise, pooled_only, resize_frames
 
 SIGLIP_MEAN = SIGLIP_STD = [0.5, 0.5, 0.5]
 SIGLIP_SO400M = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=26,
@@ -66,7 +66,7 @@ class LlavaOnevisionAdapter(VideoLLMAdapter):
     def encode_video(self, video):
         features = self.model.model.get_video_features(video["pixel_values_videos"],
                                                        return_dict=True)
-        return {"mm_encoder_outputs": {"video": features}}
+        return {"mm_encoder_outputs": {"video": pooled_only(features)}}
 
     def video_placeholder(self, tokenizer, count):
         return [self.video_token_id] * count + tokenizer.encode("\n", add_special_tokens=False)

@@ -18,7 +18,8 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from .base import AttributeOverride, VideoLLMAdapter, normalise, resize_frames, true_runs
+from .base import (AttributeOverride, VideoLLMAdapter, normalise, pooled_only, resize_frames,
+                   true_runs)
 
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 VIDEO_PIXELS = (128 * 28 * 28, 768 * 28 * 28)  # the video processor's min / max pixels
@@ -86,7 +87,7 @@ class Qwen2VLAdapter(VideoLLMAdapter):
         features = self.model.model.get_video_features(
             video["pixel_values_videos"], video["video_grid_thw"], return_dict=True)
         rest = {k: v for k, v in video.items() if k != "pixel_values_videos"}
-        return {**rest, "mm_encoder_outputs": {"video": features}}
+        return {**rest, "mm_encoder_outputs": {"video": pooled_only(features)}}
 
     def prefill_inputs(self, input_ids):
         return {"mm_token_type_ids": (input_ids == self.video_token_id).int() * 2}
