@@ -108,7 +108,8 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
                 c["video"] = gr.Video(label="Upload a video", sources=["upload"], height=200)
                 with gr.Column():
                     c["frames"] = gr.Slider(1, engine.max_frames, value=default_frames, step=1,
-                                            label="Frames", info=guide.HELP["frames"])
+                                            label="Frames", info=guide.HELP["frames"],
+                                            elem_id="sttm-frames")
                     load_btn = gr.Button("Load (the upload, or the example again)",
                                          variant="primary")
                     c["method"] = gr.Dropdown(list(METHOD_MENU), value="STTM", label="Method",
