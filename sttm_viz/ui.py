@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 from importlib import resources
 
 import gradio as gr
@@ -318,7 +319,12 @@ class _errors:
         if isinstance(err, UserError):
             raise gr.Error(str(err)) from err
         log.exception("unexpected error in %s", self.fn.__name__)
-        raise gr.Error(f"Something went wrong: {err}") from err
+        raise gr.Error(f"Something went wrong: {_without_folders(str(err))}") from err
+
+
+def _without_folders(text: str) -> str:
+    """File paths in a message cut to their names: the server's folders are not the user's."""
+    return re.sub(r"(?<![\w:/])(?:/[^/\s'\":]+)+/([^/\s'\":]+)", r"\1", text)
 
 
 class _Blocks(gr.Blocks):

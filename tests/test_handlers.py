@@ -203,3 +203,11 @@ def test_an_uploaded_qa_set_is_matched_to_the_video_by_name(session, tmp_path):
         assert str(tmp_path) not in str(caught.value)  # no server path in the message
         assert session.qa == kept
     assert kept != bundled
+
+
+def test_unexpected_errors_show_no_server_folders():
+    from sttm_viz.ui import _without_folders
+
+    message = "[Errno 2] No such file: '/tmp/gradio/4f2a/clip.mp4' (see /srv/app/log.txt)"
+    assert _without_folders(message) == "[Errno 2] No such file: 'clip.mp4' (see log.txt)"
+    assert _without_folders("1/2 of http://host/x, /root") == "1/2 of http://host/x, /root"
