@@ -107,7 +107,8 @@ def load_qa(path, *, missing: str = "error") -> list[QAItem]:
     """Questions from a .jsonl / .json / .csv file, or from every such file in a folder.
 
     missing: "error" raises a QAError naming a question whose video does not exist;
-             "skip" drops such questions with a warning.
+             "skip" drops such questions with a warning; "keep" keeps every question as
+             written (for callers that match videos themselves, e.g. by file name).
     """
     path = Path(path)
     _check_missing_arg(missing)
@@ -330,6 +331,8 @@ def _finish(pairs: list[tuple[str, QAItem]], missing: str, source: Path) -> list
     """The items of (where, item) pairs, after the `missing` policy for absent videos."""
     if not pairs:
         raise QAError(f"{source}: contains no questions")
+    if missing == "keep":
+        return [item for _, item in pairs]
     absent = [(where, item) for where, item in pairs if not _is_file(item.video)]
     if absent and missing == "error":
         where, item = absent[0]
@@ -350,8 +353,8 @@ def _is_file(path: Path) -> bool:
 
 
 def _check_missing_arg(missing: str) -> None:
-    if missing not in ("error", "skip"):
-        raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
+    if missing not in ("error", "skip", "keep"):
+        raise ValueError(f"missing must be 'error', 'skip' or 'keep', got {missing!r}")
 
 
 def _read_text(path: Path) -> str:

@@ -27,6 +27,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-frames", type=int, default=64)
     parser.add_argument("--max-seconds", type=float, default=600, help="longest video accepted")
     parser.add_argument("--max-upload-mb", type=int, default=200)
+    parser.add_argument("--max-new-tokens", type=int, default=256,
+                        help="longest chat reply, in tokens")
+    parser.add_argument("--max-sessions", type=int, default=32,
+                        help="browser sessions that keep a video in memory; the longest idle "
+                             "beyond are closed (told to load again)")
     parser.add_argument("--max-pixels", type=int, default=None,
                         help="Qwen-VL: pixels per frame (default: the checkpoint's)")
     parser.add_argument("--trust-remote-code", action="store_true",
@@ -42,7 +47,8 @@ def load_engine(args: argparse.Namespace):
     from .session import Engine
 
     limits = dict(max_seconds=args.max_seconds, max_frames=args.max_frames,
-                  max_pixels=args.max_pixels)
+                  max_pixels=args.max_pixels, max_sessions=args.max_sessions,
+                  max_new_tokens=args.max_new_tokens)
     if args.no_model:
         return Engine(None, "started with --no-model.", **limits)
     from sttm_core import ModelLoadError, UnsupportedModelError, load_model

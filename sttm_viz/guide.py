@@ -83,5 +83,6 @@ def frames_note(frames: int, token_frames: int) -> str:
     if token_frames == frames:
         return ""
     per = round(frames / token_frames)
+    plural = "" if token_frames == 1 else "s"
     return (f"This model folds {per} frames into one token frame: {frames} frames → "
-            f"{token_frames} token frames.")
+            f"{token_frames} token frame{plural}.")

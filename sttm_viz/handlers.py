@@ -11,6 +11,7 @@ are left as they are.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Iterator
 
@@ -20,23 +21,45 @@ from sttm_core.methods import METHODS
 
 from . import guide
 from .payload import tokens_json, video_payload
-from .session import DEFAULT_ROOTS, Controls, Session, UserError, VideoFeatures
+from .session import (DEFAULT_ROOTS, Controls, Session, UserError, VideoFeatures, check_flag,
+                      check_number)
 
 log = logging.getLogger(__name__)
 
 # the method menu: STTM (at thresholds or the budget) and the baselines at the budget
 METHOD_MENU = {m.label: m.name for m in METHODS.values() if m.name not in ("all", "sttm_budget")}
 SERVER_METHODS = ("uniform", "fastv")  # the page cannot compute these: the server sends tokens
+TAU_RANGE = (0.0, 1.0)      # the threshold sliders
+BUDGET_RANGE = (0.05, 1.0)  # the budget slider (payload.BUDGETS spans it)
 
 
 def controls_from(session: Session | None, mode: str, tau_s, tau_t, temporal, budget, root: str,
                   layer, method: str) -> Controls:
-    """The page's control values (labels as shown) as Controls for this session's video."""
+    """The page's control values (labels as shown) as Controls for this session's video.
+    Each value is checked (an API call may send anything); a UserError says which is wrong."""
     choices = session.root_choices if session else DEFAULT_ROOTS
-    return Controls(mode=guide.MODES.get(mode, "thresholds"), tau_s=float(tau_s),
-                    tau_t=float(tau_t), temporal=bool(temporal), budget=float(budget),
-                    root_level=choices.index(root) if root in choices else 1,
-                    merge_layer=int(layer), method=METHOD_MENU.get(method, "sttm"))
+    if root in choices:
+        level = choices.index(root)
+    elif session is None or session.video is None:  # no video (yet, or any more): the default
+        level = 1
+    else:
+        raise UserError(f"Root grid must be one of this video's: {', '.join(choices)} "
+                        f"(got {root!r}).")
+    top_layer = max(session.engine.num_layers - 1, 1) if session else math.inf
+    return Controls(mode=_choice("Mode", mode, guide.MODES),
+                    tau_s=check_number("τS", tau_s, *TAU_RANGE),
+                    tau_t=check_number("τT", tau_t, *TAU_RANGE),
+                    temporal=check_flag("Merge across frames", temporal),
+                    budget=check_number("Token budget", budget, *BUDGET_RANGE),
+                    root_level=level,
+                    merge_layer=int(check_number("Merge layer", layer, 0, top_layer, whole=True)),
+                    method=_choice("Method", method, METHOD_MENU))
+
+
+def _choice(name: str, label, menu: dict) -> str:
+    if not isinstance(label, str) or label not in menu:
+        raise UserError(f"{name} must be one of {', '.join(menu)} (got {label!r}).")
+    return menu[label]
 
 
 def load(session: Session, path, frames, controls: Controls) -> dict:
@@ -53,6 +76,8 @@ def load(session: Session, path, frames, controls: Controls) -> dict:
 
 def change_layer(session: Session, controls: Controls) -> dict:
     """A new merge layer: the model runs again up to it (the encoded video is kept)."""
+    if session.closed:
+        raise UserError(session.closed)
     if session.video is None or session.chat is None:
         return {}
     video = session.features_for(controls)
@@ -65,6 +90,8 @@ def sync(session: Session, controls: Controls) -> dict:
     tagged with the video it belongs to (the page ignores another video's)."""
     video = session.video
     if video is None:
+        if session.closed:
+            raise UserError(session.closed)
         return {"served": None}
     message = {"video": video.id, "tables": [], "tokens": None}
     levels = video.merger.num_levels
@@ -109,6 +136,7 @@ def chat(session: Session, question: str, history: list, compare: bool,
     prefix). With FastV the page receives the tokens the question chose."""
     from sttm_core.scoring import same_answer
 
+    compare = check_flag("Compare", compare)
     history = list(history or []) + [{"role": "user", "content": question}]
     for reply, reference in session.ask(question, controls, compare):
         note = "" if not reply.done else "\n\n" + reply_note(reply)

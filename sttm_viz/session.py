@@ -10,12 +10,15 @@ pooling baseline, FastV) and answers questions.
 from __future__ import annotations
 
 import itertools
-from concurrent.futures import ThreadPoolExecutor
 import logging
+import math
 import threading
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from numbers import Real
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,7 @@ from sttm_core.examples import examples_dir
 from sttm_core.merge import MergeResult
 from sttm_core.methods import reduce_tokens
 from sttm_core.pixels import pixel_patch_features
+from sttm_core.qa import MAX_QUESTION_CHARS
 from sttm_core.video import VideoClip, VideoError, load_video
 
 log = logging.getLogger(__name__)
@@ -37,32 +41,110 @@ class UserError(Exception):
     """Something the user can fix; the message is shown as is."""
 
 
+def check_number(name: str, value, low: float, high: float, *, whole: bool = False) -> float:
+    """`value` as a float if it is a finite number in [low, high] (a whole one if `whole`);
+    else a UserError naming the control. An API call can send anything: NaN, a word, True."""
+    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not low <= value <= high or (whole and value != int(value)):
+        kind = "a whole number" if whole else "a number"
+        raise UserError(f"{name} must be {kind} from {low:g} to {high:g} "
+                        f"(got {short_repr(value)}).")
+    return float(value)
+
+
+def check_flag(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise UserError(f"{name} must be true or false (got {short_repr(value)}).")
+    return bool(value)
+
+
+def short_repr(value, limit: int = 40) -> str:
+    """repr(value), cut to `limit` characters (a message quotes what was sent)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 @dataclass
 class Engine:
-    """What all sessions share: the loaded model (or None, with the reason) and limits."""
+    """What all sessions share: the loaded model (or None, with the reason) and limits.
+
+    Memory stays bounded: at most `max_sessions` sessions hold a video (their features, the
+    encoded video); beyond that the longest-idle one is closed (its browser is told to load a
+    video again). At most `max_cached_sessions` of them also keep KV caches (rebuilt on their
+    next question). A session in use (an event of it running, a reply streaming) is never
+    closed nor has its caches dropped: `serving` marks it."""
 
     loaded: object | None           # sttm_core LoadedModel, or None in the fallback
     why_no_model: str = ""
     max_seconds: float = 600.0      # longest video accepted
     max_frames: int = 64
     max_pixels: int | None = None   # Qwen-VL frame size cap (None: the checkpoint's)
+    max_new_tokens: int = 256       # longest reply (a reply holds the one model queue)
+    max_sessions: int = 32          # sessions that hold a video
     max_cached_sessions: int = 4    # sessions whose KV caches stay in memory
     examples_dir: Path = field(default_factory=examples_dir)
-    _recent: OrderedDict = field(default_factory=OrderedDict)
+    # id(session) -> weakref, least recently used first
+    _sessions: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _cached: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # budget tables are computed here, one at a time, ahead of need (they take seconds)
     background: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="sttm-tables"))
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="sttm-tables"),
+        repr=False)
+
+    def __post_init__(self):
+        if self.max_sessions < 1 or self.max_cached_sessions < 1:
+            raise ValueError("max_sessions and max_cached_sessions must be at least 1")
+
+    @contextmanager
+    def serving(self, session: "Session"):
+        """One event of `session` (a reply's whole stream included): meanwhile it is in use;
+        afterwards it is the most recent, and idle sessions beyond max_sessions are closed."""
+        with self._lock:
+            session.busy += 1
+        try:
+            yield session
+        finally:
+            with self._lock:
+                session.busy -= 1
+                _most_recent(self._sessions, session)
+                for old in _idle_beyond(self._sessions, self.max_sessions,
+                                        lambda s: s.video is not None):
+                    self._cached.pop(id(old), None)
+                    old.close(f"This session was closed to make room for others (the app keeps "
+                              f"the {self.max_sessions} most recently used). Load a video to "
+                              "start again.")
 
     def touch(self, session: "Session") -> None:
-        """Mark a session as using the model; the least recent ones beyond
-        max_cached_sessions drop their KV caches (they are rebuilt if needed)."""
-        key = id(session)
-        self._recent.pop(key, None)
-        self._recent[key] = weakref.ref(session)
-        while len(self._recent) > self.max_cached_sessions:
-            _, old = self._recent.popitem(last=False)
-            if old() is not None:
-                old().drop_caches()
+        """`session` is about to use the model: its KV caches stay; the least recently used
+        idle sessions beyond max_cached_sessions drop theirs."""
+        with self._lock:
+            _most_recent(self._cached, session)
+            for old in _idle_beyond(self._cached, self.max_cached_sessions):
+                old.drop_caches()
+
+    def forget(self, session: "Session | None") -> None:
+        """A session's browser is gone (its state expired): drop everything it holds."""
+        if session is None:
+            return
+        with self._lock:
+            self._sessions.pop(id(session), None)
+            self._cached.pop(id(session), None)
+            if not session.busy:
+                session.close("This session expired. Reload the page.")
+
+    @property
+    def open_sessions(self) -> list["Session"]:
+        """The sessions that hold a video (least recently used first)."""
+        with self._lock:
+            live = [ref() for ref in self._sessions.values()]
+        return [s for s in live if s is not None and s.video is not None]
+
+    @property
+    def cached_sessions(self) -> list["Session"]:
+        with self._lock:
+            live = [ref() for ref in self._cached.values()]
+        return [s for s in live if s is not None]
 
     @property
     def has_model(self) -> bool:
@@ -75,6 +157,32 @@ class Engine:
     @property
     def model_name(self) -> str:
         return Path(self.loaded.name).name if self.loaded else ""
+
+
+def _most_recent(registry: OrderedDict, session: "Session") -> None:
+    registry.pop(id(session), None)
+    registry[id(session)] = weakref.ref(session)
+
+
+def _idle_beyond(registry: OrderedDict, limit: int, counts=lambda s: True) -> list["Session"]:
+    """Remove and return the least recently used idle sessions of `registry` while more than
+    `limit` of its sessions count; sessions in use stay (the limit holds again once they are
+    done). Entries of sessions gone are dropped on the way."""
+    live = []
+    for key, ref in list(registry.items()):
+        if ref() is None:
+            del registry[key]
+        elif counts(ref()):
+            live.append((key, ref()))
+    out, excess = [], len(live) - limit
+    for key, session in live:
+        if excess <= 0:
+            break
+        if not session.busy:
+            del registry[key]
+            out.append(session)
+            excess -= 1
+    return out
 
 
 @dataclass(frozen=True)
@@ -139,6 +247,8 @@ class Session:
     reference: object | None = None     # VideoChat with all tokens, for "compare"
     qa: list = field(default_factory=list)
     fastv: MergeResult | None = None    # FastV's tokens of the last question (query-aware)
+    busy: int = 0                       # events of this session running now (Engine.serving)
+    closed: str = ""                    # why its video was dropped (Engine limits), if it was
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
@@ -146,13 +256,12 @@ class Session:
         return self.video.clip if self.video else None
 
     # --- video -----------------------------------------------------------------------------------
-    def load(self, path, num_frames: int, controls: Controls) -> VideoFeatures:
-        """Decode a video and compute its features (and evidence) for these controls."""
+    def load(self, path, num_frames, controls: Controls) -> VideoFeatures:
+        """Decode a video and compute its features (and evidence) for these controls. Built
+        aside and committed only when everything succeeded: a failed load changes nothing."""
         if not path:
             raise UserError("Choose a video first: pick an example or upload one.")
-        num_frames = int(num_frames)
-        if not 1 <= num_frames <= self.engine.max_frames:
-            raise UserError(f"Frames must be between 1 and {self.engine.max_frames}.")
+        num_frames = int(check_number("Frames", num_frames, 1, self.engine.max_frames, whole=True))
         try:
             clip = load_video(path, num_frames)
         except VideoError as err:
@@ -160,53 +269,71 @@ class Session:
         if clip.duration > self.engine.max_seconds:
             raise UserError(f"{Path(path).name} is {clip.duration:.0f} s long; this app takes "
                             f"videos up to {self.engine.max_seconds:.0f} s.")
-        with self.lock:
-            self.qa = _bundled_qa(path, self.engine.examples_dir)
-            self.fastv, self.reference = None, None
-            self.chat = None
-            if self.engine.has_model:
-                from sttm_core.chat import VideoChat
+        chat = None
+        if self.engine.has_model:
+            from sttm_core.chat import VideoChat
 
-                self.chat = VideoChat(self.engine.loaded, controls.config, num_frames=num_frames,
-                                      max_pixels=self.engine.max_pixels)
-                self.chat.set_clip(clip)
-            self.video = self._features(clip, controls)
-            return self.video
+            chat = VideoChat(self.engine.loaded, controls.config, num_frames=num_frames,
+                             max_pixels=self.engine.max_pixels,
+                             max_new_tokens=self.engine.max_new_tokens)
+            chat.set_clip(clip)
+        video = self._features(clip, controls, chat)
+        qa = _bundled_qa(path, self.engine.examples_dir)
+        with self.lock:
+            self.video, self.chat, self.reference, self.fastv = video, chat, None, None
+            self.qa, self.closed = qa, ""
+        return video
 
     def features_for(self, controls: Controls) -> VideoFeatures:
         """The current video's features for these controls: recomputed (the model runs up to
-        the new layer) only when the merge layer changed."""
+        the new layer) only when the merge layer changed. If that fails, nothing changed."""
         with self.lock:
             video = self._loaded()
-            if self.chat is not None and video.layer != controls.merge_layer:
-                self.fastv = None
-                self.video = self._features(video.clip, controls)
-                encoder = max(video.timings.get("vision_encoder", 0.0),
-                              self.video.timings.get("vision_encoder", 0.0))
-                self.video.timings["vision_encoder"] = encoder  # ran once, for the first layer
-            return self.video
+            if self.chat is None or video.layer == controls.merge_layer:
+                return video
+            config = self.chat.config
+            try:
+                new = self._features(video.clip, controls, self.chat)
+            except Exception:
+                self.chat.set_config(config)  # back to the features the page shows
+                raise
+            encoder = max(video.timings.get("vision_encoder", 0.0),
+                          new.timings.get("vision_encoder", 0.0))
+            new.timings["vision_encoder"] = encoder  # ran once, for the first layer
+            self.video, self.fastv = new, None
+            return new
 
-    def _features(self, clip: VideoClip, controls: Controls) -> VideoFeatures:
+    def _features(self, clip: VideoClip, controls: Controls, chat) -> VideoFeatures:
+        """Features of `clip` from `chat`'s model at the controls' merge layer (pixels without
+        a model). Changes nothing of the session (`chat` may not be its own yet)."""
         timings = {}
-        if self.chat is None:
+        if chat is None:
             features, frames, layer = pixel_patch_features(clip.frames), clip.frames, None
         else:
             self.engine.touch(self)
             config, layer = controls.config, controls.merge_layer
             if config.query_aware:  # its merge needs a question: prefill the video unmerged
                 config = STTMConfig.all_tokens(layer)
-            self.chat.set_config(config)
-            timings = dict(self.chat.prepare())
-            features = self.chat.video_features()  # [T', H, W, D] layer k's input, model dtype
-            frames = clip.frames[self.chat.token_frame_starts()]
+            chat.set_config(config)
+            timings = dict(chat.prepare())
+            features = chat.video_features()  # [T', H, W, D] layer k's input, model dtype
+            frames = clip.frames[chat.token_frame_starts()]
         merger = VideoTokenMerger(features)
         return VideoFeatures(next(_video_ids), clip, frames, layer, merger, merge_evidence(merger),
                              timings)
 
     def _loaded(self) -> VideoFeatures:
-        if self.video is None:
-            raise UserError("Load a video first.")
-        return self.video
+        video = self.video
+        if video is None:
+            raise UserError(self.closed or "Load a video first.")
+        return video
+
+    def close(self, why: str) -> None:
+        """Drop the video and everything made from it (memory); `why` is what this session's
+        next event is told. Only for a session not in use (see Engine)."""
+        self.video = self.chat = self.reference = self.fastv = None
+        self.qa = []
+        self.closed = why
 
     # --- reductions the page cannot do by itself ---------------------------------------------------
     def budget_table(self, root_level: int, temporal: bool) -> dict:
@@ -249,8 +376,12 @@ class Session:
         answer streams. With compare, both answer on a cached video prefix (built first, not
         timed), so their TTFTs compare like with like."""
         self._start_model_work("Chat")
-        if not question or not question.strip():
+        if not isinstance(question, str) or not question.strip():
             raise UserError("Type a question first.")
+        if len(question) > MAX_QUESTION_CHARS:  # checked before any model work: a long prompt
+            # holds the one model queue for everyone and can ask for more memory than there is
+            raise UserError(f"That question is {len(question):,} characters long; questions "
+                            f"here are limited to {MAX_QUESTION_CHARS:,} characters.")
         self.chat.set_config(controls.config)
         if compare:
             reference = self._all_tokens_chat()
@@ -270,8 +401,7 @@ class Session:
         """Check that `what` can run (a model, a video) and mark this session as recent."""
         if not self.engine.has_model:
             raise UserError(f"{what} needs a model. " + self.engine.why_no_model)
-        if self.chat is None or self.video is None:
-            raise UserError("Load a video first.")
+        self._loaded()
         self.engine.touch(self)
 
     def _all_tokens_chat(self):
@@ -333,18 +463,28 @@ class Session:
         return score(scorer, self.qa, num_frames=self.chat.clip.num_frames, progress=progress)
 
     def set_qa(self, path) -> int:
+        """Use an uploaded QA file's questions about the loaded video. They are matched by the
+        video's file name: an upload lands in a temporary folder, so paths relative to where
+        the file was written do not resolve, and the app opens no path a file names. A file
+        that cannot be used leaves the current QA set as it was."""
         from sttm_core.qa import QAError, load_qa
 
+        clip, path = self._loaded().clip, Path(path)
         try:
-            items = load_qa(path, missing="skip")
-        except QAError as err:
-            raise UserError(str(err)) from err
-        clip = self.clip
-        mine = [i for i in items if clip and Path(i.video).name == Path(clip.path).name]
-        self.qa = mine or items
-        if not self.qa:
-            raise UserError("No usable questions in that file.")
-        return len(self.qa)
+            items = load_qa(path, missing="keep")
+        except QAError as err:  # its messages name the file by its server path: show the name
+            message = str(err).replace(str(path), path.name).replace(f"{path.parent}/", "")
+            raise UserError(message) from err
+        name = Path(clip.path).name
+        mine = [replace(item, video=Path(clip.path)) for item in items if item.video.name == name]
+        if not mine:
+            named = sorted({item.video.name for item in items})
+            listed = ", ".join(named[:4]) + (", …" if len(named) > 4 else "")
+            raise UserError(f"{path.name} has {len(items)} question(s), none about {name} (their "
+                            f"videos: {listed}). A question's \"video\" must end with the "
+                            "loaded video's file name.")
+        self.qa = mine
+        return len(mine)
 
 
 def _bundled_qa(path, examples_dir: Path) -> list:

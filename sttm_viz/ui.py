@@ -16,17 +16,23 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 from importlib import resources
 
 import gradio as gr
 
+from sttm_core.qa import MAX_QUESTION_CHARS
+
 from . import guide, handlers
-from .handlers import METHOD_MENU
-from .session import Engine, Session, UserError
+from .handlers import BUDGET_RANGE, METHOD_MENU, TAU_RANGE
+from .session import Engine, Session, UserError, short_repr
 
 log = logging.getLogger(__name__)
 
 SESSION_TTL_S = 3600  # a session idle this long is dropped with its KV cache
+# Gradio keeps each browser session's last outputs (the page's payload: frames, evidence) until
+# it drops the session's record; it keeps this many times Engine.max_sessions records
+GRADIO_SESSIONS_PER_SESSION = 4
 MODEL_QUEUE = dict(concurrency_id="model", concurrency_limit=1)
 # the page's own requests (budget tables, baselines' tokens): no model, several at a time
 QUIET = dict(show_progress="hidden", trigger_mode="always_last", queue=True,
@@ -59,9 +65,9 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
     settings = dict(mode="Thresholds", tauS=0.9, tauT=0.9, temporal=True, budget=0.3,
                     root="4×4", method="STTM")
 
-    with gr.Blocks(title=guide.TITLE) as demo:
-        state = gr.State(None, time_to_live=SESSION_TTL_S,
-                         delete_callback=lambda s: s.drop_caches() if s else None)
+    with _Blocks(title=guide.TITLE) as demo:
+        demo.session_capacity = GRADIO_SESSIONS_PER_SESSION * engine.max_sessions
+        state = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=engine.forget)
         with gr.Row(equal_height=False, elem_id="sttm-top"):
             gr.Markdown(f"# {guide.TITLE}\n{guide.TAGLINE}", elem_id="sttm-header")
             c["example"] = gr.Dropdown(list(examples), value=None, label="Example video",
@@ -75,20 +81,20 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
                     elem_id="sttm-lab", apply_default_css=False, methods=METHOD_MENU,
                     help=guide.HELP, settings=settings)
             with gr.Column(scale=1, min_width=380, elem_id="sttm-controls"):
-                c["mode"] = gr.Radio(list(guide.MODES), value="Thresholds", show_label=False,
-                                     elem_id="sttm-mode")
-                c["budget"] = gr.Slider(0.05, 1.0, value=settings["budget"], step=0.01,
+                c["mode"] = gr.Radio(list(guide.MODES), value="Thresholds", label="Mode",
+                                     show_label=False, elem_id="sttm-mode")
+                c["budget"] = gr.Slider(*BUDGET_RANGE, value=settings["budget"], step=0.01,
                                         label="Token budget (share kept)",
                                         info=guide.HELP["budget"], visible=False,
                                         elem_id="sttm-budget")
                 with gr.Group():
-                    c["tau_s"] = gr.Slider(0.0, 1.0, value=settings["tauS"], step=0.01,
+                    c["tau_s"] = gr.Slider(*TAU_RANGE, value=settings["tauS"], step=0.01,
                                            label="τS — spatial threshold",
                                            info=guide.HELP["tau_s"], elem_id="sttm-tau-s")
                     _histogram("spatial")
                 with gr.Group():
                     c["temporal"] = gr.Checkbox(True, label=guide.HELP["temporal"])
-                    c["tau_t"] = gr.Slider(0.0, 1.0, value=settings["tauT"], step=0.01,
+                    c["tau_t"] = gr.Slider(*TAU_RANGE, value=settings["tauT"], step=0.01,
                                            label="τT — temporal threshold",
                                            info=guide.HELP["tau_t"], elem_id="sttm-tau-t")
                     _histogram("temporal")
@@ -103,7 +109,8 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
                 c["video"] = gr.Video(label="Upload a video", sources=["upload"], height=200)
                 with gr.Column():
                     c["frames"] = gr.Slider(1, engine.max_frames, value=default_frames, step=1,
-                                            label="Frames", info=guide.HELP["frames"])
+                                            label="Frames", info=guide.HELP["frames"],
+                                            elem_id="sttm-frames")
                     load_btn = gr.Button("Load (the upload, or the example again)",
                                          variant="primary")
                     c["method"] = gr.Dropdown(list(METHOD_MENU), value="STTM", label="Method",
@@ -142,7 +149,8 @@ def _model_tabs(c: dict, engine: Engine) -> None:
             gr.Markdown(why, visible=not live)
             c["chat"] = gr.Chatbot(label="Chat with the video", height=320, visible=live)
             with gr.Row(visible=live):
-                c["question"] = gr.Textbox(placeholder="Ask about the video…", show_label=False,
+                c["question"] = gr.Textbox(placeholder="Ask about the video…", label="Question",
+                                           show_label=False, max_length=MAX_QUESTION_CHARS,
                                            scale=4)
                 c["send"] = gr.Button("Send", variant="primary", scale=1)
             c["compare"] = gr.Checkbox(False, visible=live,
@@ -259,13 +267,14 @@ def _from_example(load_fn, examples: dict, engine: Engine):
 def _handler(engine: Engine, fn, outputs: tuple[str, ...], *, controls: bool = True,
              needs_video: bool = False, progress: bool = False):
     """A handler of sttm_viz.handlers as a Gradio callback: (state, *inputs[, *controls]) ->
-    (state, *outputs in order); UserError (and anything unexpected) becomes a message."""
+    (state, *outputs in order); UserError (and anything unexpected) becomes a message. The
+    session is in use (Engine.serving: never closed, its caches kept) until the handler, or
+    the stream it yields, is done."""
     n_controls = len(CONTROLS) if controls else 0
 
-    def call(state, *args):
-        session = state if state is not None else Session(engine)
+    def call(session, *args):
         if needs_video and session.video is None:
-            raise UserError("Load a video first.")
+            raise UserError(session.closed or "Load a video first.")
         inputs, values = args[:len(args) - n_controls], args[len(args) - n_controls:]
         kwargs = {}
         if progress:
@@ -273,23 +282,24 @@ def _handler(engine: Engine, fn, outputs: tuple[str, ...], *, controls: bool = T
             kwargs["progress"] = lambda done, total: bar(done / total)
         if n_controls:
             inputs = (*inputs, handlers.controls_from(session, *values))
-        return session, fn(session, *inputs, **kwargs)
+        return fn(session, *inputs, **kwargs)
 
     def ordered(session, result: dict):
         return (session, *[result.get(name, gr.skip()) for name in outputs])
 
     if inspect.isgeneratorfunction(fn):
         def stream(state, *args):
-            with _errors(fn):
-                session, results = call(state, *args)
-                for result in results:
+            session = state if state is not None else Session(engine)
+            with _errors(fn), engine.serving(session):
+                for result in call(session, *args):
                     yield ordered(session, result)
         stream.__name__ = fn.__name__
         return on_gpu(stream)
 
     def single(state, *args):
-        with _errors(fn):
-            return ordered(*call(state, *args))
+        session = state if state is not None else Session(engine)
+        with _errors(fn), engine.serving(session):
+            return ordered(session, call(session, *args))
     single.__name__ = fn.__name__
     return on_gpu(single) if fn is not handlers.sync else single
 
@@ -304,9 +314,61 @@ class _errors:
         return self
 
     def __exit__(self, kind, err, tb):
-        if err is None or isinstance(err, gr.Error):
-            return False
+        if err is None or isinstance(err, gr.Error) or not isinstance(err, Exception):
+            return False  # also a stream closed early (GeneratorExit): not an error
         if isinstance(err, UserError):
             raise gr.Error(str(err)) from err
         log.exception("unexpected error in %s", self.fn.__name__)
-        raise gr.Error(f"Something went wrong: {err}") from err
+        raise gr.Error(f"Something went wrong: {_without_folders(str(err))}") from err
+
+
+def _without_folders(text: str) -> str:
+    """File paths in a message cut to their names: the server's folders are not the user's."""
+    return re.sub(r"(?<![\w:/])(?:/[^/\s'\":]+)+/([^/\s'\":]+)", r"\1", text)
+
+
+class _Blocks(gr.Blocks):
+    """gr.Blocks that refuses a value it cannot read (a word where a number goes, a malformed
+    chat history or file) with a message naming the control, instead of Gradio's generic
+    "the upstream app raised an exception" (the handlers then check what can be read: ranges,
+    NaN, choices, in handlers.controls_from); and that keeps at most `session_capacity`
+    browser sessions' records (Gradio's default, 10,000, would hold each one's page payload)."""
+
+    session_capacity = 10_000
+
+    def launch(self, *args, **kwargs):
+        kwargs.setdefault("state_session_capacity", self.session_capacity)
+        return super().launch(*args, **kwargs)
+
+    async def preprocess_data(self, block_fn, inputs, state, explicit_call=False):
+        try:
+            return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+        except gr.Error:
+            raise
+        except Exception as err:
+            raise gr.Error(_unreadable(block_fn.inputs, inputs, err)) from err
+
+
+def _unreadable(blocks, values, err: Exception) -> str:
+    """Which input Gradio could not read, and what it expects there."""
+    for block, value in zip(blocks, values):
+        name = getattr(block, "label", None) or block.get_block_name()
+        if isinstance(block, gr.Slider):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return f"{name} must be a number from {block.minimum:g} to {block.maximum:g} " \
+                       f"(got {short_repr(value)})."
+        elif isinstance(block, gr.Checkbox):
+            if not isinstance(value, bool):
+                return f"{name} must be true or false (got {short_repr(value)})."
+        elif isinstance(block, gr.Textbox):
+            if value is not None and not isinstance(value, (str, int, float)):
+                return f"{name} must be text (got {short_repr(value)})."
+        elif isinstance(block, gr.Chatbot):
+            if value is not None and (not isinstance(value, list) or not all(
+                    isinstance(m, dict) and "role" in m and "content" in m for m in value)):
+                return f"{name} must be a list of messages {{'role': ..., 'content': ...}} " \
+                       f"(got {short_repr(value)})."
+        elif isinstance(block, (gr.Video, gr.File)):
+            if value is not None and not isinstance(value, dict):
+                return f"{name}: send a file (gradio_client.handle_file), not {short_repr(value)}."
+    return f"An input could not be read: {str(err).splitlines()[0][:200]}"

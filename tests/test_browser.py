@@ -212,6 +212,26 @@ def test_budget_mode_and_baselines_disable_what_does_not_apply(page):
     assert "every frame average-pooled to one" in page.inner_text(".sttm-settings")
 
 
+def test_one_frame_loads_plays_and_inspects(page):
+    """Frames = 1: one token frame; the scrubber has a single position, the inspector says
+    there is nothing to merge in time, the readout is merge_video_tokens' on that frame."""
+    page.locator(".label-wrap", has_text="Your own video").click()
+    set_slider(page, "sttm-frames", 1)
+    page.get_by_role("button", name=re.compile(r"Load \(the upload")).click()
+    page.wait_for_function("() => STTM.app.payload.frames_sampled === 1", timeout=60_000)
+    assert page.evaluate("STTM.app.ev.T") == 1
+    assert page.locator("input.sttm-frame").get_attribute("max") == "0"
+    assert "frame 1 / 1" in page.inner_text(".sttm-frame-label")
+    page.locator(".sttm-player button[data-act='next']").click()
+    assert page.evaluate("STTM.app.view.frame") == 0
+    clip = load_video(examples_dir() / "fast_motion.mp4", 1)
+    assert shown_tokens(page) == VideoTokenMerger(pixel_patch_features(clip.frames)).merge(
+        0.9, 0.9, 1).num_tokens
+    click_map(page)
+    page.locator(".sttm-inspector .sttm-ins-head").wait_for()
+    assert "a single frame, nothing to merge in time" in page.inner_text(".sttm-inspector")
+
+
 def test_fresh_readouts_with_a_model(browser, serve, tiny_checkpoints):
     """With a model: TTFT and scores of the old video are cleared when another one loads."""
     loaded = load_model(str(tiny_checkpoints["tiny-llava-onevision"]), device="cpu")

@@ -1,4 +1,8 @@
 """The app's handlers called directly, without a server (no model: pixel features)."""
+import json
+import math
+
+import numpy as np
 import pytest
 
 from sttm_core import STTMConfig, VideoTokenMerger, thresholds_for_budget
@@ -8,6 +12,7 @@ from sttm_core.pixels import pixel_patch_features
 from sttm_core.video import load_video
 from sttm_viz import handlers
 from sttm_viz.payload import BUDGETS, evidence_json
+from sttm_viz import session as session_module
 from sttm_viz.session import Engine, Session, UserError
 
 pytestmark = pytest.mark.core
@@ -100,3 +105,109 @@ def test_a_bad_video_keeps_the_session(session, tmp_path):
     with pytest.raises(UserError, match="notes.mp4"):
         handlers.load(session, str(bad), FRAMES, controls())
     assert session.video is not None and session.video.clip.path.endswith("camera_pan.mp4")
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("tau_s", math.nan, r"τS must be a number from 0 to 1 \(got nan\)"),
+    ("tau_t", "0.5", r"τT must be a number from 0 to 1 \(got '0.5'\)"),
+    ("tau_s", True, r"τS must be a number"),
+    ("tau_t", 1.01, r"τT must be a number from 0 to 1"),
+    ("budget", 0.0, r"Token budget must be a number from 0.05 to 1"),
+    ("budget", math.inf, r"Token budget must be a number"),
+    ("layer", 1.5, r"Merge layer must be a whole number from 0 to 1"),
+    ("layer", -1, r"Merge layer must be a whole number"),
+    ("temporal", "yes", r"Merge across frames must be true or false \(got 'yes'\)"),
+    ("mode", "Budget", r"Mode must be one of Thresholds, Token budget \(got 'Budget'\)"),
+    ("method", None, r"Method must be one of STTM, Uniform pooling, .* \(got None\)"),
+    ("root", "3×4", r"Root grid must be one of this video's: 2×2, 4×4, 7×7, 14×14 \(got '3×4'\)"),
+])
+def test_every_control_is_checked(session, name, value, message):
+    """An API call can send anything: each wrong value is named, with what it should be."""
+    handlers.load(session, str(VIDEO), FRAMES, controls())
+    values = dict(mode="Thresholds", tau_s=0.9, tau_t=0.8, temporal=True, budget=0.3,
+                  root="4×4", layer=1, method="STTM")
+    values[name] = value
+    with pytest.raises(UserError, match=message):
+        handlers.controls_from(session, *values.values())
+    numpy = dict(values, tau_s=np.float32(0.5), tau_t=0.5, temporal=np.bool_(True),
+                 budget=0.3, root="4×4", layer=np.int64(1), method="STTM", mode="Thresholds")
+    assert handlers.controls_from(session, *numpy.values()) == handlers.Controls(  # numpy too
+        tau_s=0.5, tau_t=0.5, merge_layer=1)
+
+
+def test_a_failed_load_changes_nothing(session, monkeypatch):
+    """Whatever fails after the video decoded (here: its evidence), the session keeps the
+    video, QA set and features the page shows."""
+    handlers.load(session, str(VIDEO), FRAMES, controls())
+    before = (session.video, session.qa)
+
+    def broken(merger):
+        raise RuntimeError("evidence failed")
+
+    monkeypatch.setattr(session_module, "merge_evidence", broken)
+    with pytest.raises(RuntimeError, match="evidence failed"):
+        handlers.load(session, str(examples_dir() / "static.mp4"), FRAMES, controls())
+    assert (session.video, session.qa) == before
+    assert session.root_choices == ["2×2", "4×4", "7×7", "14×14"]
+    assert handlers.sync(session, controls())["served"]["video"] == before[0].id
+
+
+def test_one_frame_loads(session, tmp_path):
+    """One frame (a one-frame clip, or Frames = 1): a grid of one token frame, merged in space
+    only; the page's frame scrubber then has a single position."""
+    from sttm_core.video import write_video
+    from support.videos import random_frames
+
+    still = write_video(tmp_path / "still.mp4", random_frames(T=1, H=64, W=96))
+    for path, frames in [(still, FRAMES), (VIDEO, 1)]:
+        lab = handlers.load(session, str(path), frames, controls())["lab"]
+        assert lab["frames_sampled"] == lab["token_frames"] == 1 and len(lab["frames"]) == 1
+        assert lab["evidence"]["grid"] == [1, 14, 14] and lab["notes"] == []
+        budget = handlers.sync(session, controls(mode="Token budget"))["served"]["tables"][0]
+        assert budget["tau_t"][0] is None  # nothing to merge in time
+
+
+def write_qa(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(path)
+
+
+def test_an_uploaded_qa_set_is_matched_to_the_video_by_name(session, tmp_path):
+    """The README's format names videos relative to the QA file; an upload lands in a temporary
+    folder where they do not resolve: the questions about the loaded video's file still count
+    (and point at the loaded video); a file that cannot be used keeps the set in place."""
+    static = examples_dir() / "static.mp4"
+    handlers.load(session, str(static), FRAMES, controls())
+    bundled = list(session.qa)
+    assert len(bundled) == 4
+    ask = {"question": "Which shape?", "options": ["circle", "square"], "answer": "A"}
+    upload = tmp_path / "gradio" / "0123abcd"  # as Gradio stores an upload
+    upload.mkdir(parents=True)
+    mine = write_qa(upload / "mine.jsonl", [{"video": "videos/static.mp4", **ask},
+                                            {"video": "other.mp4", **ask},
+                                            {"video": "static.mp4", **ask, "answer": "B"}])
+    handlers.upload_qa(session, mine)
+    assert len(session.qa) == 2 and {str(i.video) for i in session.qa} == {str(static)}
+    assert [i.answer for i in session.qa] == ["A", "B"]
+    kept = list(session.qa)
+    for records, message in [
+        ([{"video": "other.mp4", **ask}], r"^elsewhere.jsonl has 1 question\(s\), none about "
+                                          r"static.mp4 \(their videos: other.mp4\)"),
+        ([{"video": "static.mp4", "question": "q"}],
+         r"^elsewhere.jsonl:1: missing required field 'options'$"),
+        ([{"video": "static.mp4", **ask, "question": "x" * 5000}], r"^elsewhere.jsonl:1: question is 5,000 characters long; at most 2,000"),
+    ]:
+        bad = write_qa(upload / "elsewhere.jsonl", records)
+        with pytest.raises(UserError, match=message) as caught:
+            handlers.upload_qa(session, bad)
+        assert str(tmp_path) not in str(caught.value)  # no server path in the message
+        assert session.qa == kept
+    assert kept != bundled
+
+
+def test_unexpected_errors_show_no_server_folders():
+    from sttm_viz.ui import _without_folders
+
+    message = "[Errno 2] No such file: '/tmp/gradio/4f2a/clip.mp4' (see /srv/app/log.txt)"
+    assert _without_folders(message) == "[Errno 2] No such file: 'clip.mp4' (see log.txt)"
+    assert _without_folders("1/2 of http://host/x, /root") == "1/2 of http://host/x, /root"

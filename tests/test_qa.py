@@ -116,6 +116,19 @@ def test_missing_video_skip_policy(folder, caplog):
         load_qa(path, missing="ignore")
 
 
+def test_missing_video_keep_policy(tmp_path):
+    """"keep": every question as written, videos resolved against the file's folder but not
+    required to exist (an app matching uploaded QA files to its video by name)."""
+    path = write_jsonl(tmp_path / "qa.jsonl", RECORDS)
+    items = load_qa(path, missing="keep")
+    assert [i.video for i in items] == [tmp_path / "a.mp4", tmp_path / "clips/b.mp4",
+                                        tmp_path / "a.mp4"]
+    assert not any(i.video.exists() for i in items)
+    with pytest.raises(QAError, match="missing required field 'options'"):  # still checked
+        load_qa(write_jsonl(tmp_path / "bad.jsonl", [{"video": "a.mp4", "question": "q"}]),
+                missing="keep")
+
+
 # ----------------------------------------------------------------------------- malformed input
 
 GOOD = json.dumps(RECORDS[0])
