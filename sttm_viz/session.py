@@ -199,7 +199,9 @@ class Session:
             timings = dict(self.chat.prepare())
             features = self.chat.video_features()  # [T', H, W, D] layer k's input, model dtype
             frames = clip.frames[self.chat.token_frame_starts()]
-        merger = VideoTokenMerger(features)
+        # Qwen3-VL: every token frame keeps a token (its timestamp needs one after it)
+        merger = VideoTokenMerger(features, keep_every_frame=bool(
+            self.chat and self.chat.keeps_every_frame))
         return VideoFeatures(next(_video_ids), clip, frames, layer, merger, merge_evidence(merger),
                              timings)
 

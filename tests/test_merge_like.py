@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from sttm_core import STTMConfig, merge_video_tokens, reduce_tokens
 from sttm_core.merge import merge_like
-from support.reference import FrameTree
+from support.reference import FrameTree, reference_merge_like
 from support.videos import smooth_features
 
 pytestmark = pytest.mark.core
@@ -19,27 +19,6 @@ videos = st.builds(
     seed=st.integers(0, 10_000), noise=st.sampled_from([0.05, 0.3, 1.0]))
 taus = st.floats(-1.0, 1.0)
 modes = st.sampled_from(["official", "components", "best_match"])
-
-
-def reference_merge_like(result, other, area_weighted):
-    """Each output token: the (area-)weighted mean over its spatial tokens of the reference
-    quadtree's feature of the node with that box, in `other`'s frames."""
-    trees = [FrameTree(other[t], area_weighted) for t in range(other.shape[0])]
-    nodes = {}
-    for t, tree in enumerate(trees):  # every node's box -> its feature (coarse first wins)
-        for level in reversed(range(len(tree.sizes))):
-            h, w = tree.sizes[level]
-            for i in range(h):
-                for j in range(w):
-                    nodes[(t, *tree.box(level, i, j))] = tree.feature(level, i, j)
-    sums = torch.zeros(result.num_tokens, other.shape[-1], dtype=torch.float64)
-    weights = torch.zeros(result.num_tokens, dtype=torch.float64)
-    for box, token in zip(result.spatial_boxes.tolist(), result.spatial_to_token.tolist()):
-        t, y0, x0, y1, x1 = box
-        w = (y1 - y0) * (x1 - x0) if area_weighted else 1
-        sums[token] += w * nodes[(t, y0, x0, y1, x1)].double()
-        weights[token] += w
-    return sums / weights[:, None]
 
 
 @settings(max_examples=50, deadline=None)
