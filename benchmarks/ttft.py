@@ -5,6 +5,7 @@ cached video prefix vs re-prefilling the video.
     python benchmarks/ttft.py                                  # llava-onevision-qwen2-0.5b shapes
     python benchmarks/ttft.py --frames 64 --skip-fastv         # a long video (needle_count.mp4)
     python benchmarks/ttft.py --arch Qwen2.5-VL-3B-Instruct --frames 16
+    python benchmarks/ttft.py --arch Qwen3-VL-2B-Instruct --frames 4 --num-layers 4  # small RAM
     python benchmarks/ttft.py --device cuda --attn flash_attention_2
     python benchmarks/ttft.py --model llava-hf/llava-onevision-qwen2-0.5b-ov-hf  # real weights
     python benchmarks/ttft.py --json
@@ -188,7 +189,7 @@ def run(args) -> dict:
     memory = PeakMemory(device)  # first: on CPU it sets how large blocks are allocated
     options = dict(device=device, dtype=dtype, attn_implementation=args.attn)
     loaded = (load_model(args.model, **options) if args.model
-              else random_model(args.arch, **options))
+              else random_model(args.arch, num_layers=args.num_layers, **options))
     text_config = loaded.model.config.get_text_config()
     clip = video_clip(args.frames)
     full = STTMConfig.all_tokens(args.merge_layer)
@@ -217,10 +218,15 @@ def run(args) -> dict:
             merge_s=round(reply.timings["merge"], 4),
             followup_ttft_s=round(follow_up(chat, args.repeats), 4), **peak))
     return dict(
-        model=args.model or f"{args.arch} (random weights)", device=str(device),
+        model=args.model or f"{args.arch} (random weights{layers_note(args.num_layers)})",
+        device=str(device),
         dtype=str(dtype).replace("torch.", ""), attn=args.attn, frames=clip.num_frames,
         prompt_tokens=full_reply.tokens_before, merge_layer=args.merge_layer,
         threads=torch.get_num_threads(), encoder_s=round(encoder_s, 4), rows=measured)
+
+
+def layers_note(num_layers: int | None) -> str:
+    return "" if num_layers is None else f", {num_layers} decoder layers only"
 
 
 def print_table(result: dict) -> None:
@@ -246,6 +252,9 @@ def main():
     parser.add_argument("--arch", default="llava-onevision-qwen2-0.5b-ov-hf",
                         choices=list(ARCHITECTURES))
     parser.add_argument("--model", help="a real checkpoint (hub id or path) instead of --arch")
+    parser.add_argument("--num-layers", type=int, default=None,
+                        help="--arch with only this many decoder layers (checks a big shape on "
+                             "a small machine; TTFTs then are not the model's)")
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--max-pixels", type=int, default=None,
                         help="Qwen-VL: pixels per frame (default: the video processor's)")

@@ -53,12 +53,20 @@ def _bin_edges(bins: Tensor, n: int) -> tuple[Tensor, Tensor]:
     return starts, ends
 
 
-def drop_by_attention(features: Tensor, attention: Tensor, keep_ratio: float) -> MergeResult:
+def drop_by_attention(features: Tensor, attention: Tensor, keep_ratio: float, *,
+                      keep_every_frame: bool = False) -> MergeResult:
     """FastV's selection. features [T, H, W, C], attention [T, H, W] (what each patch receives
-    from the last prompt token). Keeps the top round(keep_ratio * T*H*W) patches in order."""
+    from the last prompt token). Keeps the top round(keep_ratio * T*H*W) patches in order.
+    keep_every_frame: each frame's most attended patch is kept whatever its rank (at least T
+    patches), the rest of the budget goes by rank (models with a timestamp before each frame)."""
     T, H, W, C = features.shape
     keep = max(1, round(keep_ratio * T * H * W))
-    kept = attention.flatten().topk(keep).indices.sort().values  # [N] raster order
+    scores = attention.flatten()
+    if keep_every_frame:
+        keep = max(keep, T)
+        best = attention.reshape(T, -1).argmax(1) + torch.arange(T, device=scores.device) * H * W
+        scores = scores.float().index_fill(0, best, torch.inf)
+    kept = scores.topk(keep).indices.sort().values  # [N] raster order
     token_map = torch.full((T * H * W,), -1, dtype=torch.long, device=features.device)
     token_map[kept] = torch.arange(keep, device=features.device)
     t, rest = kept // (H * W), kept % (H * W)

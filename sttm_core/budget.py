@@ -24,7 +24,6 @@ from torch import Tensor
 
 from .merge import (OFF, MergeResult, VideoTokenMerger, check_root_level, check_temporal_mode,
                     is_int, is_real)
-from .temporal import group_labels
 
 BISECT_STEPS = 24  # float bisection on [-1, 1]: resolution ~1e-7, below fp32 cosine noise
 ABOVE_ANY_COSINE = 1.0001  # the bisection's upper end: at it nothing merges
@@ -72,7 +71,7 @@ def thresholds_for_budget(features: Tensor | VideoTokenMerger, keep_ratio: float
             pairs = merger.temporal_candidates(spatial)
 
             def labels_at(tau):
-                return group_labels(n, *pairs, tau, temporal_mode)
+                return merger.temporal_labels(spatial, pairs, tau, temporal_mode)
             tau_t = _bisect(lambda tau: _num_groups(labels_at(tau)), target)
             label = labels_at(tau_t)
         count = _num_groups(label)

@@ -27,6 +27,7 @@ from transformers import DynamicCache
 
 from .config import STTMConfig
 from .merge import MergeResult
+from .models.base import VideoPrompt
 from .models.checkpoints import LoadedModel, load_model
 from .models.patching import patch, remerge
 from .video import VideoClip, load_video
@@ -88,13 +89,13 @@ class VideoChat:
         self.clip: VideoClip | None = None
         self._decode_s = 0.0
         self._prefix: _Prefix | None = None
-        self._encoded = None  # (model kwargs without pixels, placeholder count) of self.clip
+        self._encoded = None  # (model kwargs without pixels, VideoPrompt) of self.clip
         self.last_first_logits: torch.Tensor | None = None  # [V] of the last reply's 1st token
         self._history: list[int] = []  # follow-up turns kept after the prefix (token ids fed)
         self._pending: list[int] = []  # sampled but not yet fed (the last token of an answer)
         self._asked: list[int] = []  # query-aware prefixes: the ids after the video in them
         with model.tokenizer_lock:  # the ids that close a question's turn (any video length)
-            self._closing = model.adapter.prompt_ids(model.tokenizer, 0)[1]
+            self._closing = model.adapter.closing_ids(model.tokenizer)
         if not hasattr(model.model, "sttm"):
             patch(model.model, self.config)
 
@@ -167,8 +168,15 @@ class VideoChat:
         self.prepare()
         prefill, saved = self._prefix.prefill, self._prefix.layer_input
         span = prefill.spans[0]
-        T, H, W = span.grid
-        return saved.hidden[span.row, span.start:span.start + T * H * W].reshape(T, H, W, -1)
+        grid_positions = span.positions.to(saved.hidden.device)
+        return saved.hidden[span.row, grid_positions].reshape(*span.grid, -1)
+
+    @property
+    def keeps_every_frame(self) -> bool:
+        """The model needs a token in every token frame (a timestamp before each), so
+        its merges give every frame one; merge the chat's `video_features` with
+        `VideoTokenMerger(features, keep_every_frame=chat.keeps_every_frame)` to get its tokens."""
+        return self.loaded.adapter.keeps_every_frame
 
     def token_frame_starts(self) -> np.ndarray:
         """[T'] index of the first video frame of each frame of the token grid (models that
@@ -203,9 +211,9 @@ class VideoChat:
             start = _now(model)
             self._encoded = self._encode()
             encoder_s = _now(model) - start
-        video, count = self._encoded
+        video, prompt = self._encoded
         with self.loaded.tokenizer_lock:
-            prefix_ids, _ = adapter.prompt_ids(self.loaded.tokenizer, count)
+            prefix_ids, _ = adapter.prompt_ids(self.loaded.tokenizer, prompt)
         prefix_ids = prefix_ids + list(asked)
         input_ids = torch.tensor([prefix_ids], device=model.device)
         inputs = {"input_ids": input_ids, **video, **adapter.prefill_inputs(input_ids)}
@@ -224,18 +232,18 @@ class VideoChat:
         """The last prefill's merge time (0 when it merged nothing); None when untimed."""
         return (self.loaded.model.sttm.merge_seconds or 0.0) if self.time_merge else None
 
-    def _encode(self) -> tuple[dict, int]:
-        """Run the vision encoder on the clip: (forward kwargs carrying its output, number of
-        video placeholder tokens)."""
+    def _encode(self) -> tuple[dict, VideoPrompt]:
+        """Run the vision encoder on the clip: (forward kwargs carrying its output, what the
+        prompt's video placeholder holds)."""
         adapter, model = self.loaded.adapter, self.loaded.model
-        video, count = adapter.video_inputs(self.clip.frames, self.settings,
-                                            self.clip.sampled_fps)
+        video, prompt = adapter.video_inputs(self.clip.frames, self.settings,
+                                             self.clip.sampled_fps, self.clip.timestamps)
         # pixels in the model's dtype; other numbers as they are (Qwen2.5-VL's seconds per
         # temporal patch set its time ids: fp32, as transformers' processor gives them)
         video = {k: v.to(model.device, dtype=model.dtype) if k.startswith("pixel_values")
                  else v.to(model.device) for k, v in video.items()}
         with torch.no_grad():
-            return adapter.encode_video(video), count
+            return adapter.encode_video(video), prompt
 
     def _store_prefix(self, cache, length: int, timings: dict) -> None:
         state = self.loaded.model.sttm

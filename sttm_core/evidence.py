@@ -41,6 +41,7 @@ class MergeEvidence:
     pair_earlier: Tensor              # [P_f] node id in frame t of each pair (the order above)
     pair_later: Tensor                # [P_f] node id in frame t + 1
     pair_similarity: Tensor           # [T - 1, P_f] fp32
+    keep_every_frame: bool = False    # the merge gives every frame a token (the merger's rule)
 
     @property
     def offsets(self) -> list[int]:
@@ -74,7 +75,8 @@ def merge_evidence(merger: VideoTokenMerger) -> MergeEvidence:
         frames = torch.arange(T - 1, device=earlier.device)[:, None] * M  # [T-1, 1]
         sims = pair_similarity(nodes.flatten(0, 1), (frames + earlier).flatten(),
                                (frames + M + later).flatten(), merger.head_dim).view(T - 1, -1)
-    return MergeEvidence(tuple(pyramid.grid), sizes, child, present, earlier, later, sims)
+    return MergeEvidence(tuple(pyramid.grid), sizes, child, present, earlier, later, sims,
+                         merger.keep_every_frame)
 
 
 def nested_pairs(merger: VideoTokenMerger) -> tuple[Tensor, Tensor]:

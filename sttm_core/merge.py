@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from .quadtree import QuadtreePyramid, SpatialTokens, pyramid_sizes
-from .temporal import (TEMPORAL_MODES, candidate_pairs, group_labels, merge_groups,
-                       pair_similarity)
+from .temporal import (TEMPORAL_MODES, candidate_pairs, group_labels, keep_every_frame,
+                       merge_groups, pair_similarity)
 
 OFF = None  # a threshold that turns its half of the merge off (for tauS any value > 1 does too)
 
@@ -81,14 +81,16 @@ class VideoTokenMerger:
     >>> merger.merge(0.8, 0.6, root_level=1).num_tokens
     Re-merging reads only small per-node similarity maps, so sliders and budget searches are
     cheap. head_dim: average the cosine similarity over heads of this size; area_weighted:
-    average by patch count (pyramid pooling and temporal means) instead of plain means.
+    average by patch count (pyramid pooling and temporal means) instead of plain means;
+    keep_every_frame: no frame loses all its tokens to earlier frames (see `merge`).
     """
 
     def __init__(self, features: Tensor, *, head_dim: int | None = None,
-                 area_weighted: bool = False):
+                 area_weighted: bool = False, keep_every_frame: bool = False):
         check_features(features, head_dim)
         self.head_dim = head_dim
         self.area_weighted = area_weighted
+        self.keep_every_frame = bool(keep_every_frame)
         self.pyramid = QuadtreePyramid(features, head_dim, area_weighted)
         check_finite(features, self.pyramid.levels[0])
 
@@ -106,6 +108,15 @@ class VideoTokenMerger:
         earlier, later = candidate_pairs(spatial.token_map, spatial.boxes)
         return earlier, later, pair_similarity(spatial.features, earlier, later, self.head_dim)
 
+    def temporal_labels(self, spatial: SpatialTokens, pairs: tuple[Tensor, Tensor, Tensor],
+                        temporal_threshold: float, temporal_mode: str) -> Tensor:
+        """[S] group representative of each spatial token; pairs: `temporal_candidates`.
+        With keep_every_frame, a frame left without a token of its own gets its first back."""
+        label = group_labels(len(spatial.boxes), *pairs, temporal_threshold, temporal_mode)
+        if self.keep_every_frame:
+            label = keep_every_frame(label, spatial.boxes[:, 0], self.pyramid.grid[0])
+        return label
+
     def merge(self, spatial_threshold: float | None = 0.8,
               temporal_threshold: float | None = 0.6, root_level: int = 1,
               temporal_mode: str = "official") -> MergeResult:
@@ -118,9 +129,8 @@ class VideoTokenMerger:
         if temporal_threshold is OFF:
             label = torch.arange(len(spatial.boxes), device=spatial.boxes.device)
         else:
-            earlier, later, sim = self.temporal_candidates(spatial)
-            label = group_labels(len(spatial.boxes), earlier, later, sim, temporal_threshold,
-                                 temporal_mode)
+            label = self.temporal_labels(spatial, self.temporal_candidates(spatial),
+                                         temporal_threshold, temporal_mode)
         return self.finish(spatial, label, spatial_threshold, temporal_threshold, root_level,
                            temporal_mode)
 
@@ -148,7 +158,7 @@ class VideoTokenMerger:
 def merge_video_tokens(features: Tensor, spatial_threshold: float | None = 0.80,
                        temporal_threshold: float | None = 0.60, root_level: int = 1, *,
                        temporal_mode: str = "official", head_dim: int | None = None,
-                       area_weighted: bool = False) -> MergeResult:
+                       area_weighted: bool = False, keep_every_frame: bool = False) -> MergeResult:
     """Merge a video's patch tokens into multi-granular spatio-temporal tokens (STTM).
 
     features: [T, H, W, C] any float dtype and device.
@@ -162,9 +172,45 @@ def merge_video_tokens(features: Tensor, spatial_threshold: float | None = 0.80,
         "best_match"; see sttm_core.temporal.
     head_dim: average cosine similarities over heads of this size; area_weighted: weight the
         averages by patch count. Both off by default, as in the paper.
+    keep_every_frame: every frame keeps at least one token of its own: a frame whose tokens
+        all merged into earlier frames' gets its first (top-left) spatial token back as a
+        token (the rest of its group stays merged). For models that write a timestamp before
+        each frame's tokens; off by default, as in the paper.
     """
-    merger = VideoTokenMerger(features, head_dim=head_dim, area_weighted=area_weighted)
+    merger = VideoTokenMerger(features, head_dim=head_dim, area_weighted=area_weighted,
+                              keep_every_frame=keep_every_frame)
     return merger.merge(spatial_threshold, temporal_threshold, root_level, temporal_mode)
+
+
+def merge_like(result: MergeResult, features: Tensor, *, area_weighted: bool = False) -> Tensor:
+    """Other features of the same video merged the way `result` merged its own: the same
+    tokens, each the same weighted average of the same patches (e.g. DeepStack
+    features, which join the hidden states after the merge). Once its tokens are chosen a
+    merge is linear in the features, so merge_like(r, a) + merge_like(r, b) is the merge of
+    a + b into r's tokens.
+
+    features: [T, H, W, C'] on result's grid -> [N, C'] in features' dtype (fp32 sums), on
+    features' device. area_weighted: as the merge that made result was run.
+    """
+    if tuple(features.shape[:3]) != result.grid:
+        raise ValueError(f"features of shape {tuple(features.shape)} do not lie on the merge's "
+                         f"grid {result.grid}")
+    device, C = features.device, features.shape[-1]
+    if result.root_level is None:  # pooling baselines and FastV: plain means of their patches
+        token_of = result.token_map.flatten().to(device)  # -1: dropped (FastV)
+        kept = token_of >= 0
+        members, weights = features.reshape(-1, C)[kept], torch.ones(int(kept.sum()), device=device)
+        token_of = token_of[kept]
+    else:  # STTM: each spatial token pooled by the pyramid, then averaged over its group
+        boxes = result.spatial_boxes.to(device)
+        members = QuadtreePyramid(features, area_weighted=area_weighted).node_features(boxes)
+        areas = (boxes[:, 3] - boxes[:, 1]) * (boxes[:, 4] - boxes[:, 2])
+        weights = areas.float() if area_weighted else torch.ones(len(boxes), device=device)
+        token_of = result.spatial_to_token.to(device)
+    sums = torch.zeros(result.num_tokens, C, device=device)
+    sums.index_add_(0, token_of, members.float() * weights[:, None])
+    total = torch.zeros(result.num_tokens, device=device).index_add_(0, token_of, weights)
+    return (sums / total[:, None]).to(features.dtype)
 
 
 # --- input checks: clear ValueErrors before any work -----------------------------------------
@@ -238,4 +284,5 @@ def is_real(value) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
-__all__ = ["OFF", "MergeResult", "VideoTokenMerger", "merge_video_tokens", "pyramid_sizes"]
+__all__ = ["OFF", "MergeResult", "VideoTokenMerger", "merge_like", "merge_video_tokens",
+           "pyramid_sizes"]

@@ -65,7 +65,8 @@ def _uniform(merger, config, attention):
 def _fastv(merger, config, attention):
     if attention is None:
         raise ValueError("FastV needs the attention of the last prompt token (a question)")
-    return drop_by_attention(merger.pyramid.levels[-1], attention, config.keep_ratio)
+    return drop_by_attention(merger.pyramid.levels[-1], attention, config.keep_ratio,
+                             keep_every_frame=merger.keep_every_frame)
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -88,12 +89,14 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 
 
 def reduce_tokens(features: Tensor | VideoTokenMerger, config: "STTMConfig",
-                  attention: Tensor | None = None) -> MergeResult:
-    """Apply a config's reduction to video features [T, H, W, C] (or a prepared merger).
-    attention [T, H, W]: what each patch receives from the last prompt token at the layer
-    before the merge layer (FastV only)."""
+                  attention: Tensor | None = None, *, keep_every_frame: bool = False) -> MergeResult:
+    """Apply a config's reduction to video features [T, H, W, C] (or a prepared merger, which
+    brings its own keep_every_frame). attention [T, H, W]: what each patch receives from the
+    last prompt token at the layer before the merge layer (FastV only). keep_every_frame: no
+    frame loses all its tokens (a property of the model family, see merge_video_tokens)."""
     merger = features if isinstance(features, VideoTokenMerger) else VideoTokenMerger(
-        features, head_dim=config.head_dim, area_weighted=config.area_weighted)
+        features, head_dim=config.head_dim, area_weighted=config.area_weighted,
+        keep_every_frame=keep_every_frame)
     result = METHODS[config.method].reduce(merger, config, attention)
     return replace(result, method=config.method)
 

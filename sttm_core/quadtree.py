@@ -104,6 +104,13 @@ class Axis:
         parent.insert(0, torch.arange(lengths[0], device=device))
         return cls(start, end, parent, ancestor, children)
 
+    def node(self, level: int, first: Tensor, stop: Tensor) -> Tensor:
+        """[n] index of the level's node spanning leaves first..stop-1 exactly, -1 if none."""
+        starts = self.start[level]
+        i = torch.searchsorted(starts, first).clamp_max(len(starts) - 1)
+        exact = (starts[i] == first) & (self.end[level][i] == stop)
+        return i.where(exact, -1)
+
 
 def pool_2x2(x: Tensor, area: Tensor | None = None) -> Tensor:
     """Average each node's 2x2 children; an odd side's first row/column pools 1-wide blocks.
@@ -243,6 +250,26 @@ class QuadtreePyramid:
         rank = torch.empty_like(order)
         rank[order] = torch.arange(len(order), device=order.device)
         return SpatialTokens(features[order], boxes[order], self._token_map(kept, levels, rank))
+
+    def node_features(self, boxes: Tensor) -> Tensor:
+        """[S, C] the pooled feature of the node with each box [S, 5] (t, y0, x0, y1, x1), e.g.
+        the spatial tokens of a merge of other features of the same video.
+
+        A box found on several levels is one node with a single child there (an odd grid's
+        corner), whose pooled value is that child's (to rounding, with area weights), so the
+        coarsest match is taken."""
+        t, y0, x0, y1, x1 = boxes.t().contiguous()  # [S] each
+        out = torch.empty(len(boxes), self.levels[0].shape[-1], dtype=self.levels[0].dtype,
+                          device=boxes.device)
+        found = torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)
+        for level in range(self.num_levels):
+            i, j = self.rows.node(level, y0, y1), self.cols.node(level, x0, x1)
+            hit = (i >= 0) & (j >= 0) & ~found
+            out[hit] = self.levels[level][t[hit], i[hit], j[hit]]
+            found |= hit
+        if not bool(found.all()):
+            raise ValueError("a box is not a node of this pyramid (another grid's merge?)")
+        return out
 
     def _token_map(self, kept: list[Tensor], levels, rank: Tensor) -> Tensor:
         """[T, H, W] token index of each leaf patch: every patch has exactly one kept ancestor."""

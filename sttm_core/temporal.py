@@ -11,6 +11,8 @@ Grouping modes (`TEMPORAL_MODES`):
               groups. The default: it gives exactly the official implementation's tokens.
   components  every similar pair; whole connected components merge (the paper's description).
   best_match  each token joins only its most similar nested token of the previous frame.
+`keep_every_frame` then, if asked, gives every frame left without a token of its own one back
+(models that write a timestamp before each frame need a token after each).
 Shape legend: T frames, H x W leaf grid, S spatial tokens, P candidate pairs, N output tokens.
 """
 from __future__ import annotations
@@ -84,6 +86,27 @@ def _best_match_roots(n: int, earlier: Tensor, later: Tensor, similarity: Tensor
     while not torch.equal(parent, parent[parent]):
         parent = parent[parent]
     return parent
+
+
+def keep_every_frame(label: Tensor, frame: Tensor, num_frames: int) -> Tensor:
+    """Labels in which every frame keeps at least one token of its own.
+
+    label: [S] group representative of each spatial token (labels point straight at it, as
+    `group_labels` leaves them); frame: [S] frame of each token, sorted (tokens are in (t, y0,
+    x0) order, and every frame has at least one). A frame none of whose tokens represents a
+    group would vanish from the merged sequence; its first token (the top-left one) leaves its
+    group and becomes its own (label[i] = i). The other members keep their representative, so
+    a frame that already has a token of its own changes nothing.
+    """
+    frames = torch.arange(num_frames, device=frame.device)
+    own = torch.zeros(num_frames, dtype=torch.bool, device=frame.device)
+    own[frame[label == torch.arange(len(label), device=label.device)]] = True
+    if bool(own.all()):
+        return label
+    first = torch.searchsorted(frame.contiguous(), frames)[~own]  # [F] first token of each frame without one
+    label = label.clone()
+    label[first] = first
+    return label
 
 
 def merge_groups(features: Tensor, weights: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:

@@ -34,10 +34,11 @@ def i32_list(x) -> list[int]:
 
 
 def evidence_json(ev: MergeEvidence) -> dict:
-    """{grid, sizes, child: [b64 of [T, h, w, 4] per non-leaf level], pairs: b64 [T-1, P_f]}."""
+    """{grid, sizes, child: [b64 of [T, h, w, 4] per non-leaf level], pairs: b64 [T-1, P_f],
+    keep_every_frame: the model's merge gives every frame a token}."""
     return {"grid": list(ev.grid), "sizes": [list(s) for s in ev.sizes],
             "child": [f32_base64(c) for c in ev.child_similarity],
-            "pairs": f32_base64(ev.pair_similarity)}
+            "pairs": f32_base64(ev.pair_similarity), "keep_every_frame": ev.keep_every_frame}
 
 
 def frames_json(frames: np.ndarray, max_side: int = FRAME_SIDE) -> list[str]:

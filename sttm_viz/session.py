@@ -318,7 +318,8 @@ class Session:
             timings = dict(chat.prepare())
             features = chat.video_features()  # [T', H, W, D] layer k's input, model dtype
             frames = clip.frames[chat.token_frame_starts()]
-        merger = VideoTokenMerger(features)
+        # a family that writes a timestamp before each token frame keeps a token in every frame
+        merger = VideoTokenMerger(features, keep_every_frame=bool(chat and chat.keeps_every_frame))
         return VideoFeatures(next(_video_ids), clip, frames, layer, merger, merge_evidence(merger),
                              timings)
 

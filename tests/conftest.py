@@ -18,7 +18,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 # Tiny models run in milliseconds; a second intra-op thread only adds scheduling noise here.
 torch.set_num_threads(1)
 
-TINY = ["tiny-llava-onevision", "tiny-qwen2-vl", "tiny-qwen2.5-vl"]
+TINY = ["tiny-llava-onevision", "tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl"]
 
 
 @pytest.fixture(scope="session")

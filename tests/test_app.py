@@ -220,3 +220,24 @@ def test_fallback_without_a_model_still_merges_pixels(fallback_app):
         fallback_app.predict("Hello?", [], False, *controls(layer=1), api_name="/chat")
     with pytest.raises(AppError, match="TTFT needs a model"):
         fallback_app.predict(*controls(layer=1), api_name="/measure_ttft")
+
+
+def test_a_qwen3_vl_checkpoint_loads_and_chats(tiny_checkpoints, serve):
+    """Nothing in the app is family-specific: a Qwen3-VL model (timestamps, DeepStack) loads,
+    its evidence says every token frame keeps a token, and questions reuse the cached prefix."""
+    loaded = load_model(str(tiny_checkpoints["tiny-qwen3-vl"]), device="cpu")
+    client = Client(serve(Engine(loaded, max_pixels=MAX_PIXELS), FRAMES), verbose=False)
+    lab, root, *_ = load(client, layer=1)
+    assert lab["token_frames"] == FRAMES // 2 and lab["evidence"]["keep_every_frame"] is True
+    x = features(loaded, layer=1)
+    assert lab["evidence"] == evidence_json(merge_evidence(VideoTokenMerger(x, keep_every_frame=True)))
+    root = root["choices"][0][0]  # its 32-pixel tokens make another grid than Qwen2-VL's
+    first = client.predict("What is shown?", [], False, *controls(root=root, layer=1),
+                           api_name="/chat")[0]
+    second = client.predict("Is anything moving?", first, False, *controls(root=root, layer=1),
+                            api_name="/chat")[0]
+    for messages in (first, second):
+        assert re.search(r"TTFT [\d.]+ s · cached video prefix", text_of(messages[-1]))
+    third = client.predict("And now?", second, False, *controls(0.5, 0.3, root=root, layer=1),
+                           api_name="/chat")[0]  # re-merged from layer 1 (DeepStack too)
+    assert "cached video prefix" in text_of(third[-1])

@@ -12,9 +12,9 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 def test_ttft_reports_fixed_thresholds_budgets_merge_time_and_peak_memory():
     ttft = runpy.run_path(str(BENCHMARKS / "ttft.py"))
-    args = argparse.Namespace(arch="tiny-qwen2-vl", model=None, frames=4, max_pixels=None,
-                              merge_layer=2, device="cpu", attn="sdpa", repeats=1,
-                              skip_fastv=False)
+    args = argparse.Namespace(arch="tiny-qwen2-vl", model=None, num_layers=None, frames=4,
+                              max_pixels=None, merge_layer=2, device="cpu", attn="sdpa",
+                              repeats=1, skip_fastv=False)
     result = ttft["run"](args)
     rows = {r["label"]: r for r in result["rows"]}
     assert list(rows) == ["all tokens", "STTM τ 0.85/0.60", "STTM τ 0.80/0.60", "STTM 50%",

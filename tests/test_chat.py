@@ -22,8 +22,9 @@ def video(tmp_path):
 def greedy_reference(chat, question):
     """The same prompt in ONE STTM prefill through model.generate (no prefix cache)."""
     adapter, tokenizer, model = chat.loaded.adapter, chat.loaded.tokenizer, chat.loaded.model
-    pixels, count = adapter.video_inputs(chat.clip.frames, chat.settings, chat.clip.sampled_fps)
-    prefix, closing = adapter.prompt_ids(tokenizer, count)
+    pixels, prompt = adapter.video_inputs(chat.clip.frames, chat.settings, chat.clip.sampled_fps,
+                                          chat.clip.timestamps)
+    prefix, closing = adapter.prompt_ids(tokenizer, prompt)
     ids = torch.tensor([prefix + tokenizer.encode(question, add_special_tokens=False) + closing])
     inputs = dict(input_ids=ids, **pixels, **adapter.prefill_inputs(ids))
     with chat._model_turn():
@@ -189,8 +190,9 @@ def test_fastv_follow_up_continues_the_conversation(tiny, video):
     follow = chat.ask("Why?", follow_up=True)
     assert follow.tokens_before > first.tokens_before + first.num_generated
     adapter, tokenizer, model = tiny.adapter, tiny.tokenizer, tiny.model
-    pixels, count = adapter.video_inputs(chat.clip.frames, chat.settings, chat.clip.sampled_fps)
-    prefix, closing = adapter.prompt_ids(tokenizer, count)
+    pixels, prompt = adapter.video_inputs(chat.clip.frames, chat.settings, chat.clip.sampled_fps,
+                                          chat.clip.timestamps)
+    prefix, closing = adapter.prompt_ids(tokenizer, prompt)
     end = tokenizer.encode("<|im_end|>", add_special_tokens=False)
 
     def generate(ids):

@@ -118,3 +118,49 @@ def test_the_page_merges_what_a_bf16_model_merges(page, tmp_path):
         model = chat.merge_result  # what the model merged its prefill with
         assert page_tokens["token_map"] == model.token_map.flatten().tolist(), config
         assert page_tokens["boxes"] == model.boxes.flatten().tolist(), config
+
+
+def test_page_keeps_every_frame_as_the_engine_does(page):
+    """Evidence of a merger with keep_every_frame (Qwen3-VL's rule): the page gives each frame
+    left without a token its first one back, as the engine does."""
+    changed = 0
+    for grid, seed in [((6, 7, 9), 1), ((4, 5, 3), 2), ((5, 1, 2), 3)]:
+        x = smooth_features(*grid, C=8, seed=seed, noise=0.05, drift=0.02)
+        x = torch.cat([x[:1].repeat(2, 1, 1, 1), x])  # two identical frames first
+        merger = VideoTokenMerger(x, keep_every_frame=True)
+        ev = evidence_json(merge_evidence(merger))
+        assert ev["keep_every_frame"] is True
+        settings = [(s, t, r) for s in (0.5, 0.9, None) for t in (0.2, 0.7, 0.99)
+                    for r in range(merger.num_levels)]
+        got = merge_all(page, ev, settings)
+        plain = VideoTokenMerger(x)
+        for setting, page_tokens in zip(settings, got):
+            assert page_tokens == expected(merger, *setting), setting
+            changed += page_tokens != expected(plain, *setting)
+    assert changed  # some settings would have lost a frame without the rule
+
+
+def test_the_page_merges_what_a_qwen3_vl_model_merges(page, tiny_checkpoints):
+    """A Qwen3-VL model keeps a token in every token frame: the app's evidence says so, and the
+    page's tokens on a static video are the model's."""
+    from sttm_core import STTMConfig
+    from sttm_core.examples import examples_dir
+    from sttm_core.models.checkpoints import load_model
+    from sttm_viz.session import Controls, Engine, Session
+
+    loaded = load_model(str(tiny_checkpoints["tiny-qwen3-vl"]), device="cpu")
+    session = Session(Engine(loaded, max_pixels=15 * 32 * 32))
+    session.load(str(examples_dir() / "static.mp4"), 8, Controls())
+    assert session.video.evidence.keep_every_frame
+    configs = [STTMConfig(0.9, 0.3, 0, merge_layer=2), STTMConfig(None, 0.1, 0, merge_layer=2),
+               STTMConfig(0.7, 0.9, 1, merge_layer=2)]
+    settings = [(c.spatial_threshold, c.temporal_threshold, c.root_level) for c in configs]
+    got = merge_all(page, evidence_json(session.video.evidence), settings)
+    chat = session.chat
+    for config, page_tokens in zip(configs, got):
+        chat.set_config(config)
+        chat.prepare()
+        model = chat.merge_result
+        assert set(model.boxes[:, 0].tolist()) == set(range(model.grid[0]))
+        assert page_tokens["token_map"] == model.token_map.flatten().tolist(), config
+        assert page_tokens["boxes"] == model.boxes.flatten().tolist(), config

@@ -43,21 +43,34 @@ def test_merged_hidden_states_are_merge_video_tokens_of_layer_k(tiny):
         lambda m, args, kwargs: seen.update(merged=args[0]), with_kwargs=True)
     model(**inputs)
     handle.remove()
-    hidden = model.sttm.layer_input.hidden  # [1, L, D] what layer k received before merging
+    hidden = model.sttm.layer_input.hidden[0]  # [L, D] what layer k received before merging
     (span,) = model.sttm.prefill.spans
     T, H, W = span.grid
-    video = hidden[0, span.start:span.start + T * H * W].view(T, H, W, -1)
-    expected = merge_video_tokens(video, **MERGING_THRESHOLDS(model))
+    # the grid tokens: every video token in order (Qwen3-VL: T runs between timestamps; LLaVA:
+    # its last video token is the newline, not a grid token)
+    grid = (inputs["input_ids"][0] == tiny.model.config.video_token_id).nonzero().flatten()
+    grid = grid[:T * H * W]
+    assert torch.equal(span.positions, grid)
+    video = hidden[grid].view(T, H, W, -1)
+    expected = merge_video_tokens(video, **MERGING_THRESHOLDS(model),
+                                  keep_every_frame=tiny.adapter.keeps_every_frame)
     result = model.sttm.last_merge
     assert torch.equal(result.boxes, expected.boxes)
+    # the merged sequence: each merged token at its representative's place (its first patch),
+    # every token outside the grid (text, timestamps, newline) untouched
+    representatives = grid[(expected.boxes[:, 0] * H + expected.boxes[:, 1]) * W + expected.boxes[:, 2]]
+    kept = torch.ones(len(hidden), dtype=torch.bool)
+    kept[grid] = False
+    kept[representatives] = True
     merged = seen["merged"][0]
-    text_before = span.start
-    assert torch.equal(merged[:text_before], hidden[0, :text_before])  # text untouched
-    torch.testing.assert_close(merged[text_before:text_before + expected.num_tokens],
-                               expected.features)
-    after = hidden.shape[1] - (span.start + T * H * W)  # newline (LLaVA) and the question
-    assert torch.equal(merged[-after:], hidden[0, -after:])
-    assert merged.shape[0] == hidden.shape[1] - T * H * W + expected.num_tokens
+    assert merged.shape[0] == int(kept.sum()) == len(hidden) - T * H * W + expected.num_tokens
+    token_slots = kept.cumsum(0)[representatives] - 1
+    others = torch.ones(len(merged), dtype=torch.bool)
+    others[token_slots] = False
+    is_rep = torch.zeros(len(hidden), dtype=torch.bool)
+    is_rep[representatives] = True
+    assert torch.equal(merged[others], hidden[kept & ~is_rep])
+    torch.testing.assert_close(merged[token_slots], expected.features)
 
 
 def MERGING_THRESHOLDS(model):

@@ -3,8 +3,9 @@
 An adapter answers, for one loaded model: where the decoder layers are, which tokens are video
 and on what grid (T, H, W) they lie, how positions work (1D RoPE re-indexed, or M-RoPE ids
 kept), how frames become pixel tensors and encoder outputs, how prompts become token ids, how
-token frames map to video frames, how to read the attention FastV ranks by, and how to build a
-random-weight model of the family. One file per family subclasses it; `registry.py` lists
+token frames map to video frames, whether every token frame must keep a token (timestamps),
+what the language model adds to visual positions after its first layers (DeepStack), how to
+read the attention FastV ranks by, and how to build a random-weight model of the family. One file per family subclasses it; `registry.py` lists
 them. Nothing outside the adapters asks what kind of model it holds.
 Shape legend: B batch, L sequence, T H W a video's token grid, D hidden size.
 """
@@ -24,12 +25,44 @@ class UnsupportedModelError(ValueError):
 
 @dataclass
 class VideoSpan:
-    """One video's tokens in one row of a batch: `T*H*W` grid tokens in raster (t, y, x) order
-    from `start`; tokens after them (e.g. LLaVA's newline) stay unmerged."""
+    """One video's grid tokens in one row of a batch: `positions` holds the sequence index of
+    each of its T*H*W tokens in raster (t, y, x) order. Most families give one run of tokens;
+    Qwen3-VL gives T runs, one per token frame, with the frame's timestamp text in between.
+    Tokens of the row not listed (LLaVA's newline, the timestamps) stay unmerged."""
 
     row: int
-    start: int
     grid: tuple[int, int, int]  # (T, H, W)
+    positions: Tensor           # [T*H*W] long, increasing
+
+    @classmethod
+    def run(cls, row: int, start: int, grid: tuple[int, int, int], device=None) -> "VideoSpan":
+        """A video whose grid tokens are one run from `start`."""
+        T, H, W = grid
+        return cls(row, grid, torch.arange(start, start + T * H * W, device=device))
+
+    @property
+    def start(self) -> int:
+        """Sequence index of the first grid token."""
+        return int(self.positions[0])
+
+
+@dataclass(frozen=True)
+class VideoPrompt:
+    """What a video's placeholder in the prompt holds: `count` video tokens, and for families
+    that write a timestamp before each token frame (Qwen3-VL) the seconds of each frame."""
+
+    count: int
+    frame_times: tuple[float, ...] = ()  # seconds of each token frame (timestamps only)
+
+
+@dataclass
+class DeepStack:
+    """What a language model adds to its visual positions after its first decoder layers
+    (DeepStack, in Qwen3-VL): after layer j, features[j] ([n, D], rows in the row-major order
+    of mask) is added to the hidden states where mask [B, L] is True."""
+
+    mask: Tensor
+    features: list[Tensor]
 
 
 class VideoLLMAdapter:
@@ -39,6 +72,9 @@ class VideoLLMAdapter:
     position_mode = "reindex"  # "reindex": 1D RoPE, merged sequence renumbered; "keep": M-RoPE ids kept
     system_prompt = ""         # ChatML system turn before the user turn ("" = none)
     frames_per_token_frame = 1  # video frames folded into one frame of the token grid
+    # every token frame keeps at least one token of its own (the prompt has a timestamp
+    # before each token frame, which must not be left with nothing after it)
+    keeps_every_frame = False
     architectures: dict[str, dict] = {}  # published (and tiny test) shapes, for random models
     # the paper's (tauS, tauT) for this family at its ~50% and ~30% budgets (benchmarks use them)
     paper_thresholds: tuple[tuple[float, float], ...] = ()
@@ -77,7 +113,8 @@ class VideoLLMAdapter:
         """Video token runs of a prefill call, each with its grid. call: the model's kwargs."""
         runs = [(row, start, length) for row in range(input_ids.shape[0])
                 for start, length in true_runs(input_ids[row] == self.video_token_id)]
-        return [VideoSpan(row, start, self.video_grid(call, index, row, start, length))
+        return [VideoSpan.run(row, start, self.video_grid(call, index, row, start, length),
+                              input_ids.device)
                 for index, (row, start, length) in enumerate(runs)]
 
     def video_grid(self, call: dict, index: int, row: int, start: int,
@@ -101,8 +138,11 @@ class VideoLLMAdapter:
     def vision_module(self) -> nn.Module:
         raise NotImplementedError
 
-    def video_inputs(self, frames: np.ndarray, settings: dict, fps: float) -> tuple[dict, int]:
-        """frames [T, H, W, 3] uint8 -> (model kwargs with pixel tensors, video placeholder count)."""
+    def video_inputs(self, frames: np.ndarray, settings: dict, fps: float,
+                     times: np.ndarray | None = None) -> tuple[dict, VideoPrompt]:
+        """frames [T, H, W, 3] uint8 -> (model kwargs with pixel tensors, what the prompt's
+        placeholder must hold). fps: frames per second of the sampled frames; times: [T]
+        seconds of each frame (default i / fps), for families that write timestamps."""
         raise NotImplementedError
 
     def encode_video(self, video: dict) -> dict:
@@ -114,19 +154,22 @@ class VideoLLMAdapter:
         """Extra kwargs a prefill over `input_ids` [B, L] needs besides the video's."""
         return {}
 
-    def video_placeholder(self, tokenizer, count: int) -> list[int]:
-        """Token ids standing for a video of `count` tokens in the user turn."""
+    def video_placeholder(self, tokenizer, video: VideoPrompt) -> list[int]:
+        """Token ids standing for a video (`video_inputs`' VideoPrompt) in the user turn."""
         raise NotImplementedError
 
-    def prompt_ids(self, tokenizer, count: int) -> tuple[list[int], list[int]]:
+    def prompt_ids(self, tokenizer, video: VideoPrompt) -> tuple[list[int], list[int]]:
         """(prefix ids up to and including the video, ids of the question turn's closing text)
         for the ChatML conversation: [system] user: <video> question; assistant:"""
         system = (f"<|im_start|>system\n{self.system_prompt}<|im_end|>\n"
                   if self.system_prompt else "")
         prefix = tokenizer.encode(system + "<|im_start|>user\n", add_special_tokens=False)
-        prefix += self.video_placeholder(tokenizer, count)
-        closing = tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False)
-        return prefix, closing
+        prefix += self.video_placeholder(tokenizer, video)
+        return prefix, self.closing_ids(tokenizer)
+
+    def closing_ids(self, tokenizer) -> list[int]:
+        """Ids that close a question's turn and open the assistant's."""
+        return tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False)
 
     def use_reference_positions(self) -> "AttributeOverride | None":
         """Make the model number a prefill's positions by the family's reference rule where the
@@ -138,6 +181,18 @@ class VideoLLMAdapter:
         """Position ids of `length` text tokens from position `start` [B] on ([B, q], or
         [3, B, q] for M-RoPE where text has t = h = w)."""
         return start[:, None] + torch.arange(length, device=start.device)[None]
+
+    # --- DeepStack ------------------------------------------------------------------------------
+    @property
+    def deepstack_layers(self) -> int:
+        """Decoder layers after which the language model adds DeepStack features (0: none)."""
+        return 0
+
+    def take_deepstack(self, kwargs: dict) -> DeepStack | None:
+        """A language-model call's DeepStack inputs, taken out of its kwargs (in place): the
+        hooks add them after each layer instead, merged from the merge layer on. None: the call
+        has none (this family, or a call without pixels)."""
+        return None
 
     # --- FastV's probe --------------------------------------------------------------------------
     def last_token_attention(self, layer: nn.Module, hidden: Tensor, position_embeddings,
@@ -152,8 +207,10 @@ class VideoLLMAdapter:
         valid = valid.to(device)
         B, L, _ = x.shape
         head_dim = attn.head_dim
-        q = attn.q_proj(x[:, -1:]).view(B, 1, -1, head_dim).transpose(1, 2)  # [B, nh, 1, hd]
-        k = attn.k_proj(x).view(B, L, -1, head_dim).transpose(1, 2)          # [B, nkv, L, hd]
+        q = attn.q_proj(x[:, -1:]).view(B, 1, -1, head_dim)  # [B, 1, nh, hd]
+        k = attn.k_proj(x).view(B, L, -1, head_dim)          # [B, L, nkv, hd]
+        q, k = self.normalise_heads(attn, q, k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)          # [B, nh, 1, hd], [B, nkv, L, hd]
         cos, sin = (e.unsqueeze(1) for e in position_embeddings)             # [B, 1, L, hd]
         q = q * cos[:, :, -1:] + _rotate_half(q) * sin[:, :, -1:]
         k = k * cos + _rotate_half(k) * sin
@@ -161,6 +218,11 @@ class VideoLLMAdapter:
         scores = (q @ k.transpose(-1, -2))[:, :, 0] * attn.scaling              # [B, nh, L]
         scores = scores.masked_fill(~valid[:, None], -torch.inf)
         return scores.float().softmax(-1).mean(1).to(hidden.device)
+
+    def normalise_heads(self, attn: nn.Module, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        """Queries and keys per head ([B, n, heads, hd]) as the attention has them just before
+        RoPE (Qwen2: as projected)."""
+        return q, k
 
     # --- random-weight models -------------------------------------------------------------------
     @classmethod

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from .base import VideoLLMAdapter, normalise, pooled_only, resize_frames
+from .base import VideoLLMAdapter, VideoPrompt, normalise, pooled_only, resize_frames
 
 SIGLIP_MEAN = SIGLIP_STD = [0.5, 0.5, 0.5]
 SIGLIP_SO400M = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=26,
@@ -58,18 +58,19 @@ class LlavaOnevisionAdapter(VideoLLMAdapter):
     def vision_module(self):
         return self.model.model.vision_tower
 
-    def video_inputs(self, frames, settings, fps):
+    def video_inputs(self, frames, settings, fps, times=None):
         size = settings["size"]
         pixels = normalise(resize_frames(frames, (size, size)), settings)  # [T, 3, S, S]
-        return {"pixel_values_videos": pixels[None]}, len(frames) * self.frame_side ** 2 + 1
+        count = len(frames) * self.frame_side ** 2 + 1
+        return {"pixel_values_videos": pixels[None]}, VideoPrompt(count)
 
     def encode_video(self, video):
         features = self.model.model.get_video_features(video["pixel_values_videos"],
                                                        return_dict=True)
         return {"mm_encoder_outputs": {"video": pooled_only(features)}}
 
-    def video_placeholder(self, tokenizer, count):
-        return [self.video_token_id] * count + tokenizer.encode("\n", add_special_tokens=False)
+    def video_placeholder(self, tokenizer, video):
+        return [self.video_token_id] * video.count + tokenizer.encode("\n", add_special_tokens=False)
 
     @classmethod
     def random_config(cls, spec, text, token_id):

@@ -13,6 +13,12 @@ Hooks (no upstream forward is copied):
   layer k         prefill: merge and build the merged sequence's positions and mask;
                   decode: the mask and positions of new tokens after the merged prefix
   layers > k      take what layer k built
+  after layer j   DeepStack families only (Qwen3-VL, j < 3): the language model's DeepStack
+                  features, taken out of its call, are added here to the visual positions;
+                  from layer k on they are merged with the hidden states' token assignment
+                  and weights, at the merged sequence's visual positions
+A video's grid tokens need not be one run (Qwen3-VL writes a timestamp before each token
+frame): a VideoSpan lists their positions, and a merged token sits at its representative's.
 Everything a hook builds lies on the device of the hidden states it receives (with
 device_map="auto" layers sit on different GPUs).
 Positions: 1D RoPE (LLaVA) re-indexes the merged sequence contiguously; M-RoPE (Qwen2-VL)
@@ -33,9 +39,9 @@ from torch import Tensor, nn
 from transformers.masking_utils import create_causal_mask
 
 from ..config import STTMConfig
-from ..merge import MergeResult
+from ..merge import MergeResult, merge_like
 from ..methods import reduce_tokens
-from .base import VideoLLMAdapter, VideoSpan
+from .base import DeepStack, VideoLLMAdapter, VideoSpan
 from .registry import adapter_for
 
 
@@ -64,6 +70,7 @@ class LayerInput:
     kwargs: dict           # the layer's other arguments (mask, RoPE, positions; no cache)
     mask_2d: Tensor | None  # [B, L] padding mask of the call (None: no padding)
     positions: Tensor | None  # the call's position ids
+    deepstack: DeepStack | None = None  # the call's DeepStack inputs, unmerged
 
 
 class MergeTimer:
@@ -150,6 +157,8 @@ def patch(model: nn.Module, config: STTMConfig | None = None) -> nn.Module:
         adapter.language_model.register_forward_pre_hook(hooks.on_language_model, with_kwargs=True),
     ] + [layer.register_forward_pre_hook(hooks.on_layer(i), with_kwargs=True)
          for i, layer in enumerate(adapter.decoder_layers)]
+    state.handles += [layer.register_forward_hook(hooks.after_layer(j))
+                      for j, layer in enumerate(adapter.decoder_layers[:adapter.deepstack_layers])]
     if (positions := adapter.use_reference_positions()) is not None:
         state.handles.append(positions)
     model.sttm = state
@@ -178,6 +187,7 @@ class _Hooks:
         self.built: dict | None = None  # kwargs layer k built for the layers after it
         self.merged_hidden: Tensor | None = None
         self.attention: Tensor | None = None  # [B, L] FastV: layer k-1's last-token attention
+        self.deepstack: DeepStack | None = None  # what the layers after which it is added add
 
     @property
     def k(self) -> int:
@@ -199,14 +209,29 @@ class _Hooks:
         if isinstance(mask_2d, dict) or (mask_2d is not None and mask_2d.dim() != 2):
             mask_2d = None  # a prepared 4D mask: no padding information to carry
         self.begin(kwargs.get("past_key_values"), mask_2d, kwargs.get("position_ids"))
+        self.deepstack = self.state.adapter.take_deepstack(kwargs)
+        return None if self.deepstack is None else (args, kwargs)
 
-    def begin(self, cache, mask_2d: Tensor | None, positions: Tensor | None):
+    def begin(self, cache, mask_2d: Tensor | None, positions: Tensor | None,
+              deepstack: DeepStack | None = None):
         """Start a forward pass of the language model."""
         self.cache, self.mask_2d, self.positions = cache, mask_2d, positions
         self.prefill = cache is None or cache.get_seq_length(self.k) == 0
-        self.built, self.attention = None, None
+        self.built, self.attention, self.deepstack = None, None, deepstack
         if self.prefill:
             self.state.merge_timer = None
+
+    def after_layer(self, j: int):
+        """Forward hook of decoder layer j: add the j-th DeepStack features to its output at
+        the visual positions (as the language model would; merged ones after merging)."""
+        def hook(module, args, output):
+            deepstack = self.deepstack
+            if deepstack is None or j >= len(deepstack.features):
+                return None
+            hidden = output[0] if isinstance(output, tuple) else output
+            hidden = _add_at(hidden, deepstack.mask, deepstack.features[j])
+            return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+        return hook
 
     def on_layer(self, index: int):
         def hook(module, args, kwargs):
@@ -244,7 +269,8 @@ class _Hooks:
                 return None
             if self.state.keep_layer_input:
                 rest = {k: v for k, v in kwargs.items() if k != "past_key_values"}
-                self.state.layer_input = LayerInput(hidden, rest, self.mask_2d, self.positions)
+                self.state.layer_input = LayerInput(hidden, rest, self.mask_2d, self.positions,
+                                                    self.deepstack)
             if self.state.config.merges_nothing:  # record the prefill, change nothing
                 self.state.prefill = self._unmerged_prefill(hidden, spans)
                 return None
@@ -260,7 +286,11 @@ class _Hooks:
         valid = self._valid(B, L, device)
         config, adapter = self.state.config, self.state.adapter
         attention = None if self.attention is None else self.attention.to(device)
-        merged, slots, slot_valid, merges = reduce_sequence(hidden, valid, spans, config, attention)
+        merged, slots, slot_valid, merges, token_slots = reduce_sequence(
+            hidden, valid, spans, config, attention, adapter.keeps_every_frame)
+        if self.deepstack is not None and self.k < len(self.deepstack.features):
+            self.deepstack = reduce_deepstack(self.deepstack, spans, merges, token_slots, slots,
+                                              slot_valid, self.k, config.area_weighted)
         renumber = adapter.position_mode == "reindex" and not config.keeps_positions
         self.state.prefill = MergedPrefill(L, slots, slot_valid, self._next_position(B, L, device),
                                            spans, merges, renumber)
@@ -357,7 +387,7 @@ def remerge(model: nn.Module, cache) -> Tensor:
     for layer in cache.layers[k:]:
         layer.reset()
     state.spans = prefill.spans
-    state.hooks.begin(cache, saved.mask_2d, saved.positions)
+    state.hooks.begin(cache, saved.mask_2d, saved.positions, saved.deepstack)
     hidden = saved.hidden
     for layer in state.adapter.decoder_layers[k:]:
         hidden = layer(hidden, past_key_values=cache, **saved.kwargs)
@@ -365,22 +395,26 @@ def remerge(model: nn.Module, cache) -> Tensor:
 
 
 def reduce_sequence(hidden: Tensor, valid: Tensor, spans: list[VideoSpan], config: STTMConfig,
-                    attention: Tensor | None = None):
+                    attention: Tensor | None = None, keep_every_frame: bool = False):
     """Reduce each video span of a batch of sequences; text tokens stay as they are.
 
-    hidden [B, L, D], valid [B, L], attention [B, L] (query-aware methods only)
-    -> (merged [B, L', D] left-padded, slots [B, L'] original
-    index of each slot's representative, slot_valid [B, L'], MergeResults per span).
-    A merged token sits at its representative's place: its first patch in raster order.
+    hidden [B, L, D], valid [B, L], attention [B, L] (query-aware methods only);
+    keep_every_frame: the family needs a token in every token frame (see merge_video_tokens)
+    -> (merged [B, L', D] left-padded, slots [B, L'] original index of each slot's
+    representative, slot_valid [B, L'], MergeResults per span, token_slots per span: [N] the
+    slot of each merged token). A merged token sits at its representative's place: its first
+    patch in raster order.
     """
     B, L, D = hidden.shape
+    device = hidden.device
     keep = valid.clone()
     replaced, merges = [], []
     for span in spans:
         T, H, W = span.grid
-        grid_positions = span.start + torch.arange(T * H * W, device=hidden.device)
+        grid_positions = span.positions.to(device)  # [T*H*W] in raster order
         scores = None if attention is None else attention[span.row, grid_positions].view(T, H, W)
-        result = reduce_tokens(hidden[span.row, grid_positions].view(T, H, W, D), config, scores)
+        result = reduce_tokens(hidden[span.row, grid_positions].view(T, H, W, D), config, scores,
+                               keep_every_frame=keep_every_frame)
         first_patch = (result.boxes[:, 0] * H + result.boxes[:, 1]) * W + result.boxes[:, 2]
         representatives = grid_positions[first_patch]
         keep[span.row, grid_positions] = False
@@ -390,15 +424,50 @@ def reduce_sequence(hidden: Tensor, valid: Tensor, spans: list[VideoSpan], confi
     counts = keep.sum(1)  # [B]
     merged_length = int(counts.max())
     pad = merged_length - counts  # left padding keeps each row's last token in the last slot
-    slots = torch.zeros(B, merged_length, dtype=torch.long, device=hidden.device)
-    slot_valid = torch.arange(merged_length, device=hidden.device)[None] >= pad[:, None]
+    slots = torch.zeros(B, merged_length, dtype=torch.long, device=device)
+    slot_valid = torch.arange(merged_length, device=device)[None] >= pad[:, None]
     for row in range(B):  # rows differ in length; a batch is small
         slots[row, slot_valid[row]] = keep[row].nonzero().flatten()
     merged = _gather(hidden, slots) * slot_valid[..., None]
+    token_slots = []
     for row, representatives, features in replaced:
         slot = pad[row] + keep[row].cumsum(0)[representatives] - 1
         merged[row, slot] = features.to(merged.dtype)
-    return merged, slots, slot_valid, merges
+        token_slots.append(slot)
+    return merged, slots, slot_valid, merges, token_slots
+
+
+def reduce_deepstack(deepstack: DeepStack, spans: list[VideoSpan], merges: list[MergeResult],
+                     token_slots: list[Tensor], slots: Tensor, slot_valid: Tensor,
+                     first_layer: int, area_weighted: bool) -> DeepStack:
+    """DeepStack inputs for the merged sequence: its visual positions (mask [B, L']) and, for
+    layers first_layer.., each video's features merged as its hidden states were (the same
+    tokens and weights: `merge_like`); other visual tokens (images) keep their rows."""
+    device = slots.device
+    mask = deepstack.mask.to(device)                                  # [B, L]
+    row_of = mask.flatten().long().cumsum(0).view_as(mask) - 1       # [B, L] feature row
+    merged_mask = mask.gather(1, slots) & slot_valid                   # [B, L']
+    merged_row_of = merged_mask.flatten().long().cumsum(0).view_as(merged_mask) - 1
+    carried = row_of.gather(1, slots)[merged_mask]                     # [n'] rows kept as they are
+    features = list(deepstack.features)
+    for j in range(first_layer, len(features)):
+        source = features[j].to(device)                               # [n, D]
+        out = source[carried]                                          # [n', D]
+        for span, result, token_slot in zip(spans, merges, token_slots):
+            video = source[row_of[span.row, span.positions.to(device)]].view(*span.grid, -1)
+            out[merged_row_of[span.row, token_slot]] = merge_like(
+                result, video, area_weighted=area_weighted)
+        features[j] = out
+    return DeepStack(merged_mask, features)
+
+
+def _add_at(hidden: Tensor, mask: Tensor, features: Tensor) -> Tensor:
+    """hidden [B, L, D] + features [n, D] at the n positions where mask [B, L] is True, as the
+    DeepStack models compute it (a new tensor; features in hidden's dtype)."""
+    mask = mask.to(hidden.device)
+    hidden = hidden.clone()
+    hidden[mask, :] = hidden[mask, :] + features.to(hidden.device, hidden.dtype)
+    return hidden
 
 
 def _gather(x: Tensor, slots: Tensor) -> Tensor:

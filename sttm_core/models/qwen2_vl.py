@@ -18,8 +18,8 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from .base import (AttributeOverride, VideoLLMAdapter, normalise, pooled_only, resize_frames,
-                   true_runs)
+from .base import (AttributeOverride, VideoLLMAdapter, VideoPrompt, normalise, pooled_only,
+                   resize_frames, true_runs)
 
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 VIDEO_PIXELS = (128 * 28 * 28, 768 * 28 * 28)  # the video processor's min / max pixels
@@ -65,19 +65,26 @@ class Qwen2VLAdapter(VideoLLMAdapter):
     def vision_module(self):
         return self.model.model.visual
 
-    def video_inputs(self, frames, settings, fps):
+    def video_inputs(self, frames, settings, fps, times=None):
+        inputs = self.patchify(frames, settings, settings["max_pixels"])
+        vision = self.model.config.vision_config
+        count = int(inputs["video_grid_thw"].prod()) // vision.spatial_merge_size ** 2
+        return {**inputs, **self.time_inputs(vision.temporal_patch_size / fps)}, VideoPrompt(count)
+
+    def patchify(self, frames, settings: dict, max_pixels: int) -> dict:
+        """frames [T, H, W, 3] uint8 -> pixel_values_videos [gt*gh*gw, 3*tp*p*p] (resized
+        within min_pixels .. max_pixels per frame, normalised, in the vision tower's order:
+        temporal patch, 2x2 merge blocks, then the patches inside) and video_grid_thw [1, 3]."""
         vision = self.model.config.vision_config
         p, m, tp = vision.patch_size, vision.spatial_merge_size, vision.temporal_patch_size
-        height, width = smart_resize(*frames.shape[1:3], p * m, settings["min_pixels"],
-                                     settings["max_pixels"])
+        height, width = smart_resize(*frames.shape[1:3], p * m, settings["min_pixels"], max_pixels)
         pixels = normalise(resize_frames(frames, (height, width)), settings)  # [T, 3, h, w]
         if pad := -len(pixels) % tp:  # the last frame repeats to fill the last temporal patch
             pixels = torch.cat([pixels, pixels[-1:].expand(pad, -1, -1, -1)])
         gt, gh, gw = len(pixels) // tp, height // p, width // p
         patches = pixels.view(gt, tp, 3, gh // m, m, p, gw // m, m, p)
         patches = patches.permute(0, 3, 6, 4, 7, 2, 1, 5, 8).reshape(gt * gh * gw, -1)
-        inputs = {"pixel_values_videos": patches, "video_grid_thw": torch.tensor([[gt, gh, gw]])}
-        return {**inputs, **self.time_inputs(tp / fps)}, gt * gh * gw // m ** 2
+        return {"pixel_values_videos": patches, "video_grid_thw": torch.tensor([[gt, gh, gw]])}
 
     def time_inputs(self, seconds_per_patch: float) -> dict:
         """Inputs that set the M-RoPE time ids' scale (Qwen2-VL: none)."""
@@ -92,9 +99,9 @@ class Qwen2VLAdapter(VideoLLMAdapter):
     def prefill_inputs(self, input_ids):
         return {"mm_token_type_ids": (input_ids == self.video_token_id).int() * 2}
 
-    def video_placeholder(self, tokenizer, count):
+    def video_placeholder(self, tokenizer, video):
         config = self.model.config
-        return [config.vision_start_token_id] + [self.video_token_id] * count + [
+        return [config.vision_start_token_id] + [self.video_token_id] * video.count + [
             config.vision_end_token_id]
 
     def text_positions(self, start, length):

@@ -6,11 +6,13 @@ from torch import nn
 from .base import UnsupportedModelError, VideoLLMAdapter
 from .llava_onevision import LlavaOnevisionAdapter
 from .qwen2_vl import Qwen25VLAdapter, Qwen2VLAdapter
+from .qwen3_vl import Qwen3VLAdapter
 
 FAMILIES: tuple[type[VideoLLMAdapter], ...] = (
     LlavaOnevisionAdapter,  # LLaVA-OneVision, LLaVA-Video
     Qwen2VLAdapter,         # Qwen2-VL
     Qwen25VLAdapter,        # Qwen2.5-VL
+    Qwen3VLAdapter,         # Qwen3-VL, dense and MoE
 )
 SUPPORTED = tuple(name for family in FAMILIES for name in family.model_classes)
 

@@ -6,7 +6,8 @@ consecutive frames. From those numbers this file rebuilds exactly the tokens of
 sttm_core.merge_video_tokens (temporal_mode "official"): the coarse-to-fine search (a node
 stops iff its smallest child similarity >= tauS; leaves always stay), the token order
 (t, y0, x0), the candidate pairs (nested tokens of frames t, t+1) and the official union-find's
-label spreading. tests/test_page_merge.py runs this in Chromium against the Python engine.
+label spreading, and, where the evidence says so (Qwen3-VL), keep_every_frame.
+tests/test_page_merge.py runs this in Chromium against the Python engine.
 
 torch compares a float32 similarity with a Python float threshold in float32, so thresholds
 are rounded with Math.fround before comparing. A threshold of null turns its half off (tauS
@@ -72,7 +73,7 @@ Shape legend: T frames, H x W leaf grid, h x w a level's grid, S spatial tokens,
       return out;
     });
     return { T, H, W, sizes, L, rows, cols, counts, offsets, pairBase, pairsPerFrame: P,
-             child, minChild, pairs };
+             child, minChild, pairs, keepEveryFrame: Boolean(raw.keep_every_frame) };
   }
 
   /** The 4 child slots of node (i, j) of a level: [{r, c, present}] (absent slots stand for
@@ -161,6 +162,7 @@ Shape legend: T frames, H x W leaf grid, h x w a level's grid, S spatial tokens,
       const a = [], b = [];
       for (let k = 0; k < pe.length; k++) if (ps[k] >= tt) { a.push(pe[k]); b.push(pl[k]); }
       groupLabel = spreadMinLabels(S, a, b);
+      if (ev.keepEveryFrame) groupLabel = keepEveryFrame(groupLabel, boxes, T);
     }
     return finish(ev, boxes, node, spatialMap, groupLabel, { pe, pl, ps }, {
       tauS: spatialOff ? null : tauS, tauT: temporalOff ? null : tauT, root });
@@ -193,6 +195,20 @@ Shape legend: T frames, H x W leaf grid, h x w a level's grid, S spatial tokens,
       for (let i = 0; i < n && settled; i++) settled = label[label[i]] === label[i];
       if (settled) return label;
     }
+  }
+
+  /** sttm_core.temporal.keep_every_frame: a frame none of whose tokens represents a group
+   * gets its first (top-left) token back as a group of its own; the rest stay as they are. */
+  function keepEveryFrame(label, boxes, T) {
+    const own = new Uint8Array(T), first = new Int32Array(T).fill(-1);
+    for (let s = 0; s < label.length; s++) {
+      const t = boxes[5 * s];
+      if (first[t] < 0) first[t] = s;
+      if (label[s] === s) own[t] = 1;
+    }
+    const out = Int32Array.from(label);
+    for (let t = 0; t < T; t++) if (!own[t] && first[t] >= 0) out[first[t]] = first[t];
+    return out;
   }
 
   /** Groups -> the token structure every drawing reads (also built from server tokens). */

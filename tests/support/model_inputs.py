@@ -1,14 +1,20 @@
 """Model inputs for the tiny checkpoints: a video prompt built the way the chat runtime builds it."""
 import torch
 
-SMALL_FRAMES = dict(min_pixels=56 * 56, max_pixels=28 * 28 * 15)  # Qwen: a 3x5 token grid
+
+def small_frames(loaded):
+    """Frame-size settings for at most 15 tokens per frame (Qwen-VL families; LLaVA ignores
+    them): on 84x140 frames Qwen2-VL gets a 3x5 token grid, Qwen3-VL (32-pixel tokens) 3x4."""
+    vision = loaded.model.config.vision_config
+    side = vision.patch_size * getattr(vision, "spatial_merge_size", 2)
+    return dict(min_pixels=4 * side * side, max_pixels=15 * side * side)
 
 
 def prompt_inputs(loaded, frames, questions=("What happens?",), fps=4.0):
     """Batch of prompts (one per question, left-padded) over the same video."""
     adapter, tokenizer = loaded.adapter, loaded.tokenizer
-    video, count = adapter.video_inputs(frames, {**loaded.settings, **SMALL_FRAMES}, fps)
-    prefix, closing = adapter.prompt_ids(tokenizer, count)
+    video, prompt = adapter.video_inputs(frames, {**loaded.settings, **small_frames(loaded)}, fps)
+    prefix, closing = adapter.prompt_ids(tokenizer, prompt)
     rows = [prefix + tokenizer.encode(q, add_special_tokens=False) + closing for q in questions]
     length = max(map(len, rows))
     pad = tokenizer.pad_token_id

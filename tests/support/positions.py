@@ -55,7 +55,10 @@ def next_position(positions) -> int:
 
 def reference_position_ids(loaded, inputs):
     """[3, B, L] reference ids of a left-padded batch of video prompts (one video per row, as
-    support.model_inputs builds them), 0 on padding; None for 1D-RoPE models."""
+    support.model_inputs builds them), 0 on padding; None for 1D-RoPE models.
+
+    A video whose token frames are separate runs (Qwen3-VL: a timestamp before each) is one
+    block per token frame, each of grid (1, h, w): Qwen's rule for Qwen3-VL."""
     config = loaded.model.config
     if loaded.adapter.position_mode != "keep":
         return None
@@ -64,10 +67,14 @@ def reference_position_ids(loaded, inputs):
     ids, mask = inputs["input_ids"], inputs["attention_mask"].bool()
     out = torch.zeros(3, *ids.shape, dtype=torch.long)
     for row in range(ids.shape[0]):
-        grid = [tuple(inputs["video_grid_thw"][row].tolist())]
+        t, h, w = inputs["video_grid_thw"][row].tolist()
+        row_ids = ids[row, mask[row]]
+        is_video = (row_ids == config.video_token_id).int()
+        runs = int((torch.diff(is_video, prepend=is_video.new_zeros(1)) == 1).sum())
+        grids = [(t, h, w)] if runs == 1 else [(1, h, w)] * t
         row_seconds = None if seconds is None else [float(seconds[row])]
         out[:, row, mask[row]] = reference_positions(
-            ids[row, mask[row]], config.video_token_id, grid, seconds=row_seconds,
+            row_ids, config.video_token_id, grids, seconds=row_seconds,
             tokens_per_second=tokens_per_second)
     return out
 

@@ -171,3 +171,24 @@ def reference_merge(features, spatial_threshold, temporal_threshold, root_level,
         counts.append(sum(areas[i] for i in members))
     return dict(features=torch.stack(feats), boxes=torch.tensor(boxes),
                 num_patches=torch.tensor(counts))
+
+
+def reference_merge_like(result, other, area_weighted):
+    """Each output token: the (area-)weighted mean over its spatial tokens of the reference
+    quadtree's feature of the node with that box, in `other`'s frames."""
+    trees = [FrameTree(other[t], area_weighted) for t in range(other.shape[0])]
+    nodes = {}
+    for t, tree in enumerate(trees):  # every node's box -> its feature (coarse first wins)
+        for level in reversed(range(len(tree.sizes))):
+            h, w = tree.sizes[level]
+            for i in range(h):
+                for j in range(w):
+                    nodes[(t, *tree.box(level, i, j))] = tree.feature(level, i, j)
+    sums = torch.zeros(result.num_tokens, other.shape[-1], dtype=torch.float64)
+    weights = torch.zeros(result.num_tokens, dtype=torch.float64)
+    for box, token in zip(result.spatial_boxes.tolist(), result.spatial_to_token.tolist()):
+        t, y0, x0, y1, x1 = box
+        w = (y1 - y0) * (x1 - x0) if area_weighted else 1
+        sums[token] += w * nodes[(t, y0, x0, y1, x1)].double()
+        weights[token] += w
+    return sums / weights[:, None]
