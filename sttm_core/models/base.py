@@ -258,12 +258,15 @@ def _rotate_half(x: Tensor) -> Tensor:
 
 
 def pooled_only(features):
-    """A vision encoder's output as the language model reads it (pooler_output) without the
-    tower's last and per-layer hidden states, which a cached video would otherwise hold on to
-    (LLaVA-OV: every SigLIP layer, ~6 GB for 64 frames in fp32)."""
-    from transformers.modeling_outputs import BaseModelOutputWithPooling
+    """A vision encoder's output as the language model reads it (pooler_output, and DeepStack
+    features where the family has them) without the tower's last and per-layer hidden states,
+    which a cached video would otherwise hold on to (LLaVA-OV: every SigLIP layer, ~6 GB for 64
+    frames in fp32). The output keeps its own class."""
+    kept = {k: v for k, v in features.items() if k not in TOWER_STATES}
+    return type(features)(**kept)
 
-    return BaseModelOutputWithPooling(pooler_output=features.pooler_output)
+
+TOWER_STATES = ("last_hidden_state", "hidden_states", "attentions")
 
 
 # --- frame preprocessing (the checkpoint's resize/normalise settings, in torch) -----------------
