@@ -64,7 +64,8 @@ def run(engine, frames: int, count: int) -> list[float]:
     demo = build_demo(engine, default_frames=frames)
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
                         quiet=True, share=False, _frontend=False)  # no "is localhost up?" probe
-    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False,
+                    httpx_kwargs={"timeout": 900})  # a real-size model on a CPU is slow
     controls = ["Thresholds", 0.8, 0.6, True, 0.3, "4×4", 2, "STTM"]
     memory = [resident_mb()]
     try:
