@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from .budget import BudgetChoice, thresholds_for_budget
 from .config import STTMConfig
-from .merge import OFF, MergeResult, VideoTokenMerger, merge_video_tokens, pyramid_sizes
+from .merge import (OFF, MergeResult, VideoTokenMerger, merge_like, merge_video_tokens,
+                    pyramid_sizes)
 from .methods import METHODS, reduce_tokens
 from .temporal import TEMPORAL_MODES
 
@@ -32,5 +33,5 @@ def __getattr__(name):
 
 
 __all__ = ["BudgetChoice", "METHODS", "MergeResult", "OFF", "STTMConfig", "TEMPORAL_MODES",
-           "VideoTokenMerger", "merge_video_tokens", "pyramid_sizes", "reduce_tokens",
+           "VideoTokenMerger", "merge_like", "merge_video_tokens", "pyramid_sizes", "reduce_tokens",
            "thresholds_for_budget", *_LAZY]

@@ -174,19 +174,23 @@ class Qwen2VLAdapter(VideoLLMAdapter):
         return cls._qwen_config(Qwen2VLConfig, spec, text, token_id, vision)
 
     @staticmethod
-    def _qwen_config(config_class, spec, text, token_id, vision):
+    def _qwen_config(config_class, spec, text, token_id, vision, *, patch_size=14,
+                     mean_std=(CLIP_MEAN, CLIP_STD), rope=None):
+        """A Qwen-VL config and image processor from an architecture spec (random weights)."""
         from transformers import Qwen2VLImageProcessorPil
 
-        text = dict(text, rope_parameters={"rope_type": "default", "rope_theta": 1e6,
-                                           "mrope_section": spec["mrope_section"]})
-        vision = dict(patch_size=14, spatial_merge_size=2, temporal_patch_size=2, **vision)
+        rope = rope or {"rope_theta": 1e6}
+        text = dict(text, rope_parameters={"rope_type": "default",
+                                           "mrope_section": spec["mrope_section"], **rope})
+        vision = dict(patch_size=patch_size, spatial_merge_size=2, temporal_patch_size=2, **vision)
         config = config_class(
             text_config=text, vision_config=vision, tie_word_embeddings=text["tie_word_embeddings"],
             image_token_id=token_id["<|image_pad|>"], video_token_id=token_id["<|video_pad|>"],
             vision_start_token_id=token_id["<|vision_start|>"],
             vision_end_token_id=token_id["<|vision_end|>"])
+        mean, std = mean_std
         processor = Qwen2VLImageProcessorPil(
-            image_mean=CLIP_MEAN, image_std=CLIP_STD, patch_size=14, temporal_patch_size=2,
+            image_mean=mean, image_std=std, patch_size=patch_size, temporal_patch_size=2,
             merge_size=2)
         return config, processor
 

@@ -169,24 +169,14 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
     # --- random-weight models -----------------------------------------------------------------------
     @classmethod
     def random_config(cls, spec, text, token_id):
-        from transformers import Qwen2VLImageProcessorPil, Qwen3VLConfig, Qwen3VLMoeConfig
+        from transformers import Qwen3VLConfig, Qwen3VLMoeConfig
 
-        text = dict(text, head_dim=spec["head_dim"], **spec.get("moe", {}),
-                    rope_parameters={"rope_type": "default", "rope_theta": 5e6,
-                                     "mrope_section": spec["mrope_section"],
-                                     "mrope_interleaved": True})
-        vision = dict(patch_size=16, spatial_merge_size=2, temporal_patch_size=2,
-                      out_hidden_size=text["hidden_size"], **spec["vision"])
+        text = dict(text, head_dim=spec["head_dim"], **spec.get("moe", {}))
+        vision = dict(out_hidden_size=text["hidden_size"], **spec["vision"])
         config_class = Qwen3VLMoeConfig if "moe" in spec else Qwen3VLConfig
-        config = config_class(
-            text_config=text, vision_config=vision, tie_word_embeddings=text["tie_word_embeddings"],
-            image_token_id=token_id["<|image_pad|>"], video_token_id=token_id["<|video_pad|>"],
-            vision_start_token_id=token_id["<|vision_start|>"],
-            vision_end_token_id=token_id["<|vision_end|>"])
-        processor = Qwen2VLImageProcessorPil(
-            image_mean=QWEN3_MEAN, image_std=QWEN3_STD, patch_size=16, temporal_patch_size=2,
-            merge_size=2)
-        return config, processor
+        return cls._qwen_config(config_class, spec, text, token_id, vision, patch_size=16,
+                                mean_std=(QWEN3_MEAN, QWEN3_STD),
+                                rope={"rope_theta": 5e6, "mrope_interleaved": True})
 
 
 def frame_times(times: list[float], temporal_patch: int) -> tuple[float, ...]:
