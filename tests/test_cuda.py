@@ -29,11 +29,7 @@ def test_merged_sequence_with_fast_attention_matches_eager(tiny, attention):
     fast = load_model(path, device="cuda", dtype=torch.bfloat16, attn_implementation=attention)
     inputs, _ = prompt_inputs(fast, random_frames(T=16), ["What happens?"])
     inputs = on(inputs, "cuda")
-    runs = []
-    for loaded in (eager, fast):
-        patch(loaded.model, MERGING)
-        runs.append(loaded.model.generate(**inputs, max_new_tokens=5, do_sample=False,
-                                          output_scores=True, return_dict_in_generate=True))
+    runs = merged_greedy_runs((eager, fast), inputs)
     assert torch.equal(runs[0].sequences, runs[1].sequences)
     for a, b in zip(runs[0].scores, runs[1].scores):
         torch.testing.assert_close(a, b, atol=0.1, rtol=0.1)
@@ -76,11 +72,17 @@ def test_a_model_split_over_two_gpus_equals_one_gpu(tiny):
     single = load_model(path, device="cuda:0", dtype=torch.float32)
     inputs, _ = prompt_inputs(single, random_frames(T=16), ["What happens?"])
     inputs = on(inputs, "cuda:0")
-    runs = []
-    for loaded in (single, split):
-        patch(loaded.model, MERGING)
-        runs.append(loaded.model.generate(**inputs, max_new_tokens=5, do_sample=False,
-                                          output_scores=True, return_dict_in_generate=True))
+    runs = merged_greedy_runs((single, split), inputs)
     assert torch.equal(runs[0].sequences.cpu(), runs[1].sequences.cpu())
     for a, b in zip(runs[0].scores, runs[1].scores):
         torch.testing.assert_close(a.cpu(), b.cpu(), atol=1e-4, rtol=1e-4)
+
+
+def merged_greedy_runs(models, inputs) -> list:
+    """Each model patched with MERGING, then 5 greedy tokens with their scores."""
+    runs = []
+    for loaded in models:
+        patch(loaded.model, MERGING)
+        runs.append(loaded.model.generate(**inputs, max_new_tokens=5, do_sample=False,
+                                          output_scores=True, return_dict_in_generate=True))
+    return runs
