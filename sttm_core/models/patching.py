@@ -208,9 +208,9 @@ class _Hooks:
         mask_2d = kwargs.get("attention_mask")
         if isinstance(mask_2d, dict) or (mask_2d is not None and mask_2d.dim() != 2):
             mask_2d = None  # a prepared 4D mask: no padding information to carry
-        self.begin(kwargs.get("past_key_values"), mask_2d, kwargs.get("position_ids"))
-        self.deepstack = self.state.adapter.take_deepstack(kwargs)
-        return None if self.deepstack is None else (args, kwargs)
+        deepstack = self.state.adapter.take_deepstack(kwargs)  # the hooks add it themselves
+        self.begin(kwargs.get("past_key_values"), mask_2d, kwargs.get("position_ids"), deepstack)
+        return None if deepstack is None else (args, kwargs)
 
     def begin(self, cache, mask_2d: Tensor | None, positions: Tensor | None,
               deepstack: DeepStack | None = None):
