@@ -59,9 +59,11 @@ def golden_frames(T: int = 8, H: int = 84, W: int = 140, seed: int = 0) -> np.nd
     return torch.stack(frames).to(torch.uint8).numpy()
 
 
-def prefill(name: str, config: STTMConfig) -> tuple:
+def prefill(name: str, config: STTMConfig, given: Tensor | None = None) -> tuple:
     """Prefill a tiny random model's video prompt with STTM through VideoChat.
 
+    given: [L, D] a stored layer-k input; layer k then gets it instead of what layers 0..k-1
+    computed (the tiny models' weights depend on the torch build, the merge must not).
     Returns (model, hidden [L, D] entering layer k before merging, what layer k then got:
     (merged [L', D], its (cos, sin) position embeddings))."""
     loaded = random_model(name, device="cpu", dtype=torch.float32)
@@ -72,13 +74,50 @@ def prefill(name: str, config: STTMConfig) -> tuple:
                             len(frames), "golden"))
     seen = {}
     layer = loaded.adapter.decoder_layers[config.merge_layer]
-    handle = layer.register_forward_pre_hook(  # after STTM's own hook: sees the merged input
+    handles = [layer.register_forward_pre_hook(  # after STTM's own hook: sees the merged input
         lambda module, args, kwargs: seen.update(merged=args[0][0],
                                                  rope=kwargs["position_embeddings"]),
-        with_kwargs=True)
+        with_kwargs=True)]
+    if given is not None:  # before STTM's hook, so that the merge reads it
+        handles.append(layer.register_forward_pre_hook(
+            lambda module, args, kwargs: _splice(given, args, kwargs), with_kwargs=True,
+            prepend=True))
     chat.prepare()
-    handle.remove()
+    for handle in handles:
+        handle.remove()
     return loaded.model, loaded.model.sttm.layer_input.hidden[0], seen
+
+
+def _splice(given: Tensor, args: tuple, kwargs: dict):
+    """Layer k's input [1, L, D] replaced by `given` [L, D] on the prefill (the only call of
+    that length); other calls pass through."""
+    hidden = args[0]
+    if hidden.shape[1] != len(given):
+        return None
+    return (given.to(hidden)[None], *args[1:]), kwargs
+
+
+def layer_positions(model, length: int) -> Tensor:
+    """[P, L] int64 position ids layer k got before merging: Qwen-VL's (t, h, w) rows (P = 3),
+    or 0..L-1 (P = 1) where the model passed none (LLaVA)."""
+    positions = model.sttm.layer_input.positions  # [3, 1, L] or None
+    if positions is None:
+        return torch.arange(length)[None]
+    return positions[:, 0].long()
+
+
+def official_positions(positions: Tensor, start: int, grid: tuple, boxes: Tensor,
+                       keep: bool) -> Tensor:
+    """[P, L'] position ids of the merged sequence by the official patches' rule: Qwen2-VL
+    (keep) gives each token its first patch's ids (text around unchanged); LLaVA renumbers the
+    merged sequence 0..L'-1. positions [P, L] before merging, boxes [N, 5] the merged tokens."""
+    T, H, W = grid
+    stop = start + T * H * W
+    if not keep:
+        return torch.arange(positions.shape[1] - (stop - start) + len(boxes))[None]
+    t, y, x = boxes[:, :3].long().T
+    first = start + (t * H + y) * W + x  # each token's first (top-left, earliest) patch
+    return torch.cat([positions[:, :start], positions[:, first], positions[:, stop:]], dim=-1)
 
 
 # (model, merge layer k, tauS, tauT, root level): settings that merge these random weights

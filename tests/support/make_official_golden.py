@@ -13,10 +13,15 @@ itself again with the checkout on PYTHONPATH) and runs it on
   model cases  the layer-k hidden states of tiny random LLaVA-OneVision and Qwen2-VL models
                (support/golden.py: MODEL_CASES, prefill), cut out of the sequence
                and laid out "(T H W) C -> T C H W" as its LLM patches do before that call.
+               The whole layer-k input is stored with it: the tiny models' random weights
+               depend on the torch build (torch 2.13's nn.init.trunc_normal_ draws other
+               numbers than 2.11's: SigLIP's patch embedding), so the test feeds the stored
+               input to layer k instead of trusting the model to recompute it.
 It writes tests/data/official_golden.pt.xz and official_golden_models.pt.xz (checked by
 tests/test_official_golden.py and tests/test_official_golden_models.py) and prints a table,
 with whether merge_video_tokens gives the same tokens (boxes, num_patches, features to 1e-5).
-About 12 minutes on 2 CPU cores, most of it the official all-pairs search on 6 x 36 x 64.
+About 12 minutes on 2 CPU cores, most of it the official all-pairs search on 6 x 36 x 64;
+--models-only rewrites only the model file (under a minute).
 
 Features are not stored: golden_features (support/golden.py) draws integers scaled
 by powers of two, so the test rebuilds the same bits anywhere; a sha256 per video checks that.
@@ -34,9 +39,15 @@ official_golden.pt.xz:
   num_patches  [M] int32
   features     [M, C] float32
 official_golden_models.pt.xz:
-  official, and models {"<name>@<k>": {"start": first video token, "grid": (T, H, W),
-  "hidden": [T*H*W, D] fp32 what the official merge got, "cases": {(name, k, tauS, tauT,
-  root_level): {"boxes", "num_patches", "features"}}}}
+  official; torch: the torch version that computed the hidden states; models {"<name>@<k>":
+  {"start": first video token, "grid": (T, H, W),
+   "hidden": [L, D] fp32 layer k's whole input; rows start:start+T*H*W are what the official
+             merge got,
+   "positions": [P, L] int64 the position ids layer k got (Qwen2-VL: (t, h, w), P = 3;
+             LLaVA: 0..L-1, P = 1),
+   "cases": {(name, k, tauS, tauT, root_level): {"boxes", "num_patches", "features" (the
+             official merge's output), "positions": [P, L'] the merged sequence's ids by the
+             official patches' rule (support/golden.py: official_positions)}}}}
 """
 from __future__ import annotations
 
@@ -51,7 +62,8 @@ import time
 from pathlib import Path
 
 import torch
-from golden import DATA, MODEL_CASES, golden_features, prefill, sha256  # support/golden.py
+from golden import (DATA, MODEL_CASES, golden_features, layer_positions,  # support/golden.py
+                    official_positions, prefill, sha256)
 
 from sttm_core import STTMConfig, merge_video_tokens, pyramid_sizes
 
@@ -155,7 +167,8 @@ def golden_merges(run) -> tuple[dict, list[dict], dict]:
 
 def golden_models(run) -> tuple[dict, list[dict]]:
     """The official merge on each model's layer-k video hidden states, laid out as its LLM
-    patches lay them out: hidden[:, start:start + T*H*W] -> "(T H W) C -> T C H W"."""
+    patches lay them out: hidden[:, start:start + T*H*W] -> "(T H W) C -> T C H W"; stored
+    with layer k's whole input and the merged sequence's positions by its rule."""
     import einops
 
     models, rows = {}, []
@@ -166,20 +179,25 @@ def golden_models(run) -> tuple[dict, list[dict]]:
             span = model.sttm.prefill.spans[0]
             T, H, W = span.grid
             models[key] = dict(start=span.start, grid=(T, H, W), cases={},
-                               hidden=hidden[span.start:span.start + T * H * W].clone())
+                               hidden=hidden.clone(), positions=layer_positions(model, len(hidden)),
+                               keep=model.sttm.adapter.position_mode == "keep")
         entry = models[key]
-        T, H, W = entry["grid"]
-        video = einops.rearrange(entry["hidden"], "(T H W) C -> T C H W", T=T, H=H)
+        (T, H, W), start = entry["grid"], entry["start"]
+        video = einops.rearrange(entry["hidden"][start:start + T * H * W], "(T H W) C -> T C H W",
+                                 T=T, H=H)
         case = dict(spatial_threshold=tau_s, temporal_threshold=tau_t, root_level=root,
                     head_dim=None, area_weighted=False)
         features, num_patches, boxes = run(video.permute(0, 2, 3, 1), case)
         entry["cases"][(name, k, tau_s, tau_t, root)] = dict(
             boxes=boxes.to(torch.int16), num_patches=num_patches.to(torch.int32),
-            features=features.float())
+            features=features.float(), positions=official_positions(
+                entry["positions"], start, (T, H, W), boxes, entry["keep"]))
         same = ours_same(video.permute(0, 2, 3, 1), case, features, num_patches, boxes, {})
         rows.append(dict(case=f"{name} k={k} tauS={tau_s} tauT={tau_t} root={root}",
                          grid=f"{T}x{H}x{W}", keep=len(features) / (T * H * W), same=same))
-    return dict(models=models), rows
+    for entry in models.values():
+        del entry["keep"]  # in the positions already
+    return dict(torch=str(torch.__version__), models=models), rows
 
 
 def save(data: dict, path: Path) -> int:
@@ -194,6 +212,8 @@ def main():
     parser.add_argument("--official", metavar="PATH", required=True, type=Path,
                         help="checkout of github HYUNJS/STTM")
     parser.add_argument("--out", type=Path, default=DATA, help="folder for the golden files")
+    parser.add_argument("--models-only", action="store_true",
+                        help="rewrite only official_golden_models.pt.xz (the model cases)")
     args = parser.parse_args()
     path = args.official.expanduser().resolve()
     if os.environ.get("STTM_OFFICIAL") != str(path):  # again, with the checkout importable
@@ -206,10 +226,23 @@ def main():
                     function="token_merging_utils.quadtree_builder.quadtree_build_video")
     torch.set_num_threads(1)  # as the tests run (tests/conftest.py)
     run = official_merge()
-    golden, rows, errors = golden_merges(run)
     args.out.mkdir(parents=True, exist_ok=True)
-    size = save(dict(official=official, **golden), args.out / "official_golden.pt.xz")
-    print(f"official {commit[:12]}: merge cases, {CHANNELS} channels, 3 seeds per grid\n")
+    if not args.models_only:
+        report_merges(run, official, args.out)
+    models, rows = golden_models(run)
+    size = save(dict(official=official, **models), args.out / "official_golden_models.pt.xz")
+    print(f"{'model case':<56} {'T x H x W':>9} {'keep':>5} same tokens")
+    for r in rows:
+        print(f"{r['case']:<56} {r['grid']:>9} {r['keep']:5.3f} {r['same']}")
+    print(f"\n{len(rows)} model cases (torch {torch.__version__}); {size / 1e6:.2f} MB")
+
+
+def report_merges(run, official: dict, out: Path) -> None:
+    """Write official_golden.pt.xz and print its table."""
+    golden, rows, errors = golden_merges(run)
+    size = save(dict(official=official, **golden), out / "official_golden.pt.xz")
+    print(f"official {official['commit'][:12]}: merge cases, {CHANNELS} channels, "
+          "3 seeds per grid\n")
     print(f"{'grid':>6} {'T':>2} {'levels':>6} {'cases':>6} {'failed':>6} {'keep min-max':>12} "
           f"{'same tokens':>11}")
     for r in rows:
@@ -225,13 +258,6 @@ def main():
     for message, count in errors.items():
         print(f"raised on {count} cases: {message}")
     print()
-
-    models, rows = golden_models(run)
-    size = save(dict(official=official, **models), args.out / "official_golden_models.pt.xz")
-    print(f"{'model case':<56} {'T x H x W':>9} {'keep':>5} same tokens")
-    for r in rows:
-        print(f"{r['case']:<56} {r['grid']:>9} {r['keep']:5.3f} {r['same']}")
-    print(f"\n{len(rows)} model cases; {size / 1e6:.2f} MB")
 
 
 if __name__ == "__main__":
