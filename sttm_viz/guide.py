@@ -29,6 +29,12 @@ HELP = {
     "frames": "Frames sampled uniformly from the video.",
 }
 
+LABELS = {  # the controls' names (the static page's; ui.py writes the same in place)
+    "example": "Example video", "mode": "Mode", "tau_s": "τS — spatial threshold",
+    "tau_t": "τT — temporal threshold", "budget": "Token budget (share kept)",
+    "root": "Root grid", "method": "Method", "presets": "Presets",
+}
+
 PRESETS = {  # name -> (tauS, tauT): the paper's settings for LLaVA-OneVision-7B
     "Paper 50% (τS .85, τT .65)": (0.85, 0.65),
     "Paper 30% (τS .85, τT .55)": (0.85, 0.55),
