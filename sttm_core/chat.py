@@ -17,7 +17,9 @@ most `max_question_tokens` tokens.
 """
 from __future__ import annotations
 
+import io
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -120,6 +122,31 @@ class VideoChat:
                             trust_remote_code=trust_remote_code)
         return cls(loaded, config, **kwargs)
 
+    # --- between processes ---------------------------------------------------------------------
+    # A ZeroGPU Space runs each GPU call in a forked worker and pickles what goes in and out, so
+    # a chat travels without its model: the tensors it caches (the encoded video, the merged
+    # prefix's KV cache and the hidden states to re-merge from) as torch.save blobs, which load
+    # on the CPU or, once `attach`ed, on the model's device (never a CUDA tensor in the pickle).
+    _PACKED = ("_encoded", "_prefix", "last_first_logits")
+
+    def __getstate__(self) -> dict:
+        state = {k: v for k, v in self.__dict__.items() if k != "loaded"}
+        for name in self._PACKED:
+            if not isinstance(state[name], _Packed) and state[name] is not None:
+                state[name] = _Packed.of(state[name])
+        return state
+
+    def attach(self, model: LoadedModel) -> "VideoChat":
+        """After unpickling: the model to run on (patched if it is not yet); the cached tensors
+        move to its device. Returns self."""
+        self.loaded = model
+        if not hasattr(model.model, "sttm"):
+            patch(model.model, self.config)
+        for name in self._PACKED:
+            if isinstance(packed := getattr(self, name), _Packed):
+                setattr(self, name, packed.unpack(model.model.device))
+        return self
+
     # --- video and settings ---------------------------------------------------------------------
     def load_video(self, path, num_frames: int | None = None) -> VideoClip:
         """Decode a video (uniformly sampled frames); the next question builds its prefix."""
@@ -137,7 +164,8 @@ class VideoChat:
 
     def reset_prefix(self) -> None:
         """Forget the cached prefix (KV cache); the encoded video is kept."""
-        with self.loaded.model.sttm.lock:  # not while another thread's reply reads it
+        loaded = self.__dict__.get("loaded")  # None: a chat between processes (see attach)
+        with loaded.model.sttm.lock if loaded else nullcontext():  # not while a reply reads it
             self._prefix = None
             self._history, self._pending = [], []
 
@@ -373,6 +401,23 @@ class VideoChat:
             return int(logits.argmax())
         probs = torch.softmax(logits / self.temperature, dim=-1)
         return int(torch.multinomial(probs, 1))
+
+
+class _Packed:
+    """Tensors (in any object) as torch.save bytes: unpickled anywhere without touching a GPU,
+    loaded onto one device when needed (map_location moves every storage)."""
+
+    def __init__(self, blob: bytes):
+        self.blob = blob
+
+    @classmethod
+    def of(cls, obj) -> "_Packed":
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        return cls(buffer.getvalue())
+
+    def unpack(self, device):
+        return torch.load(io.BytesIO(self.blob), map_location=device, weights_only=False)
 
 
 def _now(model) -> float:

@@ -9,15 +9,15 @@ pooling baseline, FastV) and answers questions.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import math
+import secrets
 import threading
 import weakref
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from numbers import Real
 from pathlib import Path
 
@@ -33,7 +33,6 @@ from sttm_core.qa import MAX_QUESTION_CHARS
 from sttm_core.video import VideoClip, VideoError, load_video
 
 log = logging.getLogger(__name__)
-_video_ids = itertools.count(1)
 DEFAULT_ROOTS = ["2×2", "4×4", "7×7", "14×14"]  # a 14x14 grid's pyramid, before any video
 
 
@@ -88,13 +87,21 @@ class Engine:
     _cached: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # budget tables are computed here, one at a time, ahead of need (they take seconds)
-    background: ThreadPoolExecutor = field(
+    background: ThreadPoolExecutor | None = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="sttm-tables"),
         repr=False)
 
     def __post_init__(self):
         if self.max_sessions < 1 or self.max_cached_sessions < 1:
             raise ValueError("max_sessions and max_cached_sessions must be at least 1")
+
+    def for_worker(self) -> "Engine":
+        """This engine as a GPU worker forked from this process sees it (ZeroGPU): the same
+        model and limits; its own lock and registries (another thread may have held ours at
+        the fork) and no background pool (work left running there would die with the worker;
+        budget tables are this process's)."""
+        own = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        return Engine(**{**own, "background": None})
 
     @contextmanager
     def serving(self, session: "Session"):
@@ -238,6 +245,11 @@ class VideoFeatures:
         """Video frames per token frame (2 for Qwen-VL's frame pairs)."""
         return max(1, round(self.clip.num_frames / len(self.frames)))
 
+    def __getstate__(self) -> dict:
+        """Pickled (to or from a GPU worker): budget tables under way travel as their keys
+        only; the process that receives them computes them again when asked."""
+        return {**self.__dict__, "tables": dict.fromkeys(self.tables)}
+
 
 @dataclass
 class Session:
@@ -250,6 +262,40 @@ class Session:
     busy: int = 0                       # events of this session running now (Engine.serving)
     closed: str = ""                    # why its video was dropped (Engine limits), if it was
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    # --- to a GPU worker and back (ZeroGPU; sttm_viz.gpu) ----------------------------------------
+    def __getstate__(self) -> dict:
+        """What a worker needs: the video, the chats (their caches packed, see VideoChat), the
+        QA set. Not the engine (the worker has the model), locks or the in-use count."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("engine", "busy", "lock")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, engine=None, busy=0, lock=threading.RLock())
+
+    def attach(self, engine: Engine) -> "Session":
+        """In a GPU worker, after unpickling: its engine; the chats run on its model."""
+        self.engine = engine
+        for chat in (self.chat, self.reference):
+            if chat is not None:
+                chat.attach(engine.loaded)
+        return self
+
+    def take(self, worker: "Session") -> None:
+        """Keep what a GPU worker's copy of this session made (ZeroGPU's call returned it):
+        the video (ours, with its budget tables, if it is the same one), the chats with their
+        cached prefixes, FastV's tokens, the QA set. Budget tables the worker wanted start here."""
+        if worker is self:
+            return
+        with self.lock:
+            video = worker.video
+            if video is not None and self.video is not None and video.id == self.video.id:
+                video = self.video
+            self.video, self.chat, self.reference = video, worker.chat, worker.reference
+            self.fastv, self.qa, self.closed = worker.fastv, worker.qa, worker.closed
+            wanted = [key for key, table in video.tables.items() if table is None] if video else []
+        for key in wanted:
+            self.prefetch_table(*key)
 
     @property
     def clip(self) -> VideoClip | None:
@@ -318,10 +364,14 @@ class Session:
             timings = dict(chat.prepare())
             features = chat.video_features()  # [T', H, W, D] layer k's input, model dtype
             frames = clip.frames[chat.token_frame_starts()]
-        # a family that writes a timestamp before each token frame keeps a token in every frame
-        merger = VideoTokenMerger(features, keep_every_frame=bool(chat and chat.keeps_every_frame))
-        return VideoFeatures(next(_video_ids), clip, frames, layer, merger, merge_evidence(merger),
-                             timings)
+        # a family that writes a timestamp before each token frame keeps a token in every frame;
+        # on the CPU: the page's evidence and budget tables are this process's work (ZeroGPU:
+        # outside a GPU call there is no GPU)
+        merger = VideoTokenMerger(features.cpu(),
+                                  keep_every_frame=bool(chat and chat.keeps_every_frame))
+        # a random id (not a counter): GPU workers forked from one state make videos too
+        return VideoFeatures(secrets.randbits(48), clip, frames, layer, merger,
+                             merge_evidence(merger), timings)
 
     def _loaded(self) -> VideoFeatures:
         video = self.video
@@ -350,7 +400,10 @@ class Session:
         with self.lock:
             video = self._loaded()
             key = (root_level, temporal)
-            if key not in video.tables:
+            if self.engine.background is None:  # a GPU worker: the main process computes it
+                video.tables.setdefault(key, None)
+                return None
+            if video.tables.get(key) is None:
                 video.tables[key] = self.engine.background.submit(
                     budget_table, video.merger, root_level, temporal)
             return video.tables[key]
@@ -392,7 +445,8 @@ class Session:
         reply = None
         for reply in self.chat.stream(question):
             if reply.done and self.chat.config.query_aware:  # FastV's tokens for this question
-                self.fastv = self.chat.merge_result
+                merged = self.chat.merge_result
+                self.fastv = merged.cpu() if merged is not None else None
             yield reply, None
         if compare:
             for other in reference.stream(question):

@@ -24,6 +24,7 @@ import gradio as gr
 from sttm_core.qa import MAX_QUESTION_CHARS
 
 from . import guide, handlers
+from .gpu import in_worker, zero_gpu
 from .handlers import BUDGET_RANGE, METHOD_MENU, TAU_RANGE
 from .session import Engine, Session, UserError, short_repr
 
@@ -40,12 +41,6 @@ QUIET = dict(show_progress="hidden", trigger_mode="always_last", queue=True,
 WEB_FILES = ["merge.js", "draw.js", "app.js", "lab.js", "plots.js"]
 CONTROLS = ["mode", "tau_s", "tau_t", "temporal", "budget", "root", "layer", "method"]
 
-try:  # Hugging Face Spaces (ZeroGPU): run model work on a GPU when the package is there
-    import spaces
-    on_gpu = spaces.GPU
-except ImportError:  # anywhere else: a no-op
-    def on_gpu(fn=None, **_):
-        return fn if fn is not None else (lambda f: f)
 
 
 def page_head() -> str:
@@ -56,7 +51,13 @@ def page_head() -> str:
     return f"<style>{css}</style>\n<script>{scripts}</script>"
 
 
-def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
+def build_demo(engine: Engine, *, default_frames: int = 16, gpu="spaces") -> gr.Blocks:
+    """gpu: the decorator model events run under (`spaces.GPU` on a ZeroGPU Space, see
+    sttm_viz.gpu); "spaces": that one when the package is there; None: in this process."""
+    if gpu == "spaces":
+        gpu = zero_gpu()
+    if not engine.has_model:
+        gpu = None  # pixels only: nothing needs a GPU
     num_layers = engine.num_layers
     head = page_head()
     c: dict[str, gr.components.Component] = {}  # controls and outputs by name
@@ -72,8 +73,9 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
             gr.Markdown(f"# {guide.TITLE}\n{guide.TAGLINE}", elem_id="sttm-header")
             c["example"] = gr.Dropdown(list(examples), value=None, label="Example video",
                                        scale=0, min_width=260, elem_id="sttm-example")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=3, min_width=640):
+        # elem_ids: lab.css reorders these on a phone (the map, then tauS and tauT under it)
+        with gr.Row(equal_height=False, elem_id="sttm-main"):
+            with gr.Column(scale=3, min_width=640, elem_id="sttm-lab-col"):
                 c["lab"] = gr.HTML(
                     None, html_template="<div class='sttm-root'></div>", head=head,
                     js_on_load="STTM.mountLab(element, props); watch('value', () => STTM.app.load(props.value));"
@@ -101,9 +103,9 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
                 c["root"] = gr.Radio(["2×2", "4×4", "7×7", "14×14"], value="4×4",
                                      label="Root grid", info=guide.HELP["root"],
                                      elem_id="sttm-root")
-                with gr.Row():
+                with gr.Row(elem_id="sttm-presets"):
                     presets = [gr.Button(name, size="sm") for name in guide.PRESETS]
-                gr.Markdown(f"<small>{guide.PRESET_NOTE}</small>")
+                gr.Markdown(f"<small>{guide.PRESET_NOTE}</small>", elem_id="sttm-preset-note")
         with gr.Accordion("Your own video · frames · method · merge layer", open=False):
             with gr.Row():
                 c["video"] = gr.Video(label="Upload a video", sources=["upload"], height=200)
@@ -125,7 +127,7 @@ def build_demo(engine: Engine, *, default_frames: int = 16) -> gr.Blocks:
                               js_on_load=_when_loaded(
                                   "STTM.app.requestServer = () => trigger('click');"
                                   " watch('value', () => STTM.app.receive(props.value));"))
-        _wire(demo, c, state, engine, presets, load_btn, examples, first, default_frames)
+        _wire(demo, c, state, engine, gpu, presets, load_btn, examples, first, default_frames)
     return demo
 
 
@@ -173,14 +175,17 @@ def _model_tabs(c: dict, engine: Engine) -> None:
 
 # --- wiring -------------------------------------------------------------------------------------
 
-def _wire(demo, c, state, engine, presets, load_btn, examples, first, default_frames):
+def _wire(demo, c, state, engine, gpu, presets, load_btn, examples, first, default_frames):
     controls = [c[name] for name in CONTROLS]
 
     def out(*names):
         return [state] + [c[n] for n in names]
 
+    def on_model(fn, outputs, **options):  # a handler whose work runs the model (on a GPU)
+        return _handler(engine, fn, outputs, gpu=gpu, **options)
+
     load_outputs = ("lab", "root", "qa_info", "chat", "ttft", "scores")
-    load_fn = _handler(engine, handlers.load, load_outputs)
+    load_fn = on_model(handlers.load, load_outputs)
     done_loading = dict(fn=None, inputs=None, outputs=None,
                         js="() => STTM.app.loading(null)")
     c["example"].input(None, c["example"], None,
@@ -218,20 +223,20 @@ def _wire(demo, c, state, engine, presets, load_btn, examples, first, default_fr
                       out("served"), api_name="sync", **QUIET)
     c["layer"].release(None, c["layer"], None,
                        js="(k) => STTM.app.loading(`Running the model up to layer ${k}…`)")
-    c["layer"].release(_handler(engine, handlers.change_layer, ("lab", "ttft", "scores")),
+    c["layer"].release(on_model(handlers.change_layer, ("lab", "ttft", "scores")),
                        [state, *controls], out("lab", "ttft", "scores"),
                        show_progress="hidden", api_name="change_layer", **MODEL_QUEUE
                        ).then(**done_loading)
 
     # the model: one queue for every session
-    chat_fn = _handler(engine, handlers.chat, ("chat", "question", "served"), needs_video=True)
+    chat_fn = on_model(handlers.chat, ("chat", "question", "served"), needs_video=True)
     chat_inputs = [state, c["question"], c["chat"], c["compare"], *controls]
     c["send"].click(chat_fn, chat_inputs, out("chat", "question", "served"), api_name="chat",
                     **MODEL_QUEUE)
     c["question"].submit(chat_fn, chat_inputs, out("chat", "question", "served"), **MODEL_QUEUE)
-    c["measure"].click(_handler(engine, handlers.measure_ttft, ("ttft",), needs_video=True),
+    c["measure"].click(on_model(handlers.measure_ttft, ("ttft",), needs_video=True),
                        [state, *controls], out("ttft"), api_name="measure_ttft", **MODEL_QUEUE)
-    c["score"].click(_handler(engine, handlers.score, ("scores",), needs_video=True, progress=True),
+    c["score"].click(on_model(handlers.score, ("scores",), needs_video=True, progress=True),
                      [state, *controls], out("scores"), api_name="score", **MODEL_QUEUE)
     c["qa_file"].upload(_handler(engine, handlers.upload_qa, ("qa_info",), controls=False,
                                  needs_video=True),
@@ -265,43 +270,56 @@ def _from_example(load_fn, examples: dict, engine: Engine):
 
 
 def _handler(engine: Engine, fn, outputs: tuple[str, ...], *, controls: bool = True,
-             needs_video: bool = False, progress: bool = False):
+             needs_video: bool = False, progress: bool = False, gpu=None):
     """A handler of sttm_viz.handlers as a Gradio callback: (state, *inputs[, *controls]) ->
     (state, *outputs in order); UserError (and anything unexpected) becomes a message. The
     session is in use (Engine.serving: never closed, its caches kept) until the handler, or
-    the stream it yields, is done."""
+    the stream it yields, is done. gpu: run the handler's work in a GPU worker (sttm_viz.gpu);
+    its inputs are checked here first, so a wrong value never waits for a GPU."""
     n_controls = len(CONTROLS) if controls else 0
 
-    def call(session, *args):
+    def inputs_of(session, args) -> tuple:
         if needs_video and session.video is None:
             raise UserError(session.closed or "Load a video first.")
         inputs, values = args[:len(args) - n_controls], args[len(args) - n_controls:]
-        kwargs = {}
-        if progress:
-            bar = gr.Progress()
-            kwargs["progress"] = lambda done, total: bar(done / total)
         if n_controls:
             inputs = (*inputs, handlers.controls_from(session, *values))
-        return fn(session, *inputs, **kwargs)
+        return inputs
+
+    def options() -> dict:  # made where the work runs (a progress bar is not sent anywhere)
+        if not progress:
+            return {}
+        bar = gr.Progress()
+        return {"progress": lambda done, total: bar(done / total)}
 
     def ordered(session, result: dict):
         return (session, *[result.get(name, gr.skip()) for name in outputs])
 
     if inspect.isgeneratorfunction(fn):
+        def work_stream(session, *inputs):
+            with _errors(fn):  # in a worker too: only a gr.Error's message comes back from one
+                yield from fn(session, *inputs, **options())
+        work_stream = in_worker(engine, gpu, fn.__name__, work_stream)
+
         def stream(state, *args):
             session = state if state is not None else Session(engine)
             with _errors(fn), engine.serving(session):
-                for result in call(session, *args):
+                for result in work_stream(session, *inputs_of(session, args)):
                     yield ordered(session, result)
         stream.__name__ = fn.__name__
-        return on_gpu(stream)
+        return stream
+
+    def work(session, *inputs):
+        with _errors(fn):
+            return fn(session, *inputs, **options())
+    work = in_worker(engine, gpu, fn.__name__, work)
 
     def single(state, *args):
         session = state if state is not None else Session(engine)
         with _errors(fn), engine.serving(session):
-            return ordered(session, call(session, *args))
+            return ordered(session, work(session, *inputs_of(session, args)))
     single.__name__ = fn.__name__
-    return on_gpu(single) if fn is not handlers.sync else single
+    return single
 
 
 class _errors:

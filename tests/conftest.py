@@ -60,14 +60,15 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def serve():
-    """serve(engine, frames) -> URL of the app running on its own port; closed at the end."""
+    """serve(engine, frames, **build_demo options) -> URL of the app running on its own port;
+    closed at the end."""
     from sttm_viz.ui import build_demo
 
     demos = []
 
-    def start(engine, frames: int = 8) -> str:
+    def start(engine, frames: int = 8, **options) -> str:
         port = _free_port()
-        demo = build_demo(engine, default_frames=frames)
+        demo = build_demo(engine, default_frames=frames, **options)
         demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
                             quiet=True)
         demos.append(demo)
