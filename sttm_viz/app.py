@@ -1,6 +1,7 @@
 """STTM Studio: args -> load the model (or explain why not and fall back) -> build the UI -> launch.
 
-    python app.py                                   # llava-onevision-qwen2-0.5b-ov-hf, or fallback
+    python app.py                                   # LLaVA-OneVision 7B on a GPU, 0.5B on a CPU
+                                                    # (or the fallback, saying why)
     sttm-studio --model Qwen/Qwen2.5-VL-3B-Instruct --device cuda
     sttm-studio --model /path/to/checkpoint --frames 32 --port 7860 --share
     sttm-studio --no-model                          # merge pixels only, no model at all
@@ -11,15 +12,19 @@ import argparse
 import logging
 import sys
 
-DEFAULT_MODEL = "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"
+# the paper's LLaVA-OneVision-7B where there is a GPU (a ZeroGPU Space preloads it), else 0.5B
+DEFAULT_MODELS = {"cuda": "llava-hf/llava-onevision-qwen2-7b-ov-hf",
+                  "cpu": "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"}
 log = logging.getLogger(__name__)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="sttm-studio",
                                      description="STTM Studio: see, tune and use STTM merging.")
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help="hub id or local path of a supported video LLM")
+    parser.add_argument("--model", default=None,
+                        help="hub id or local path of a supported video LLM (default: "
+                             f"{DEFAULT_MODELS['cuda']} on a GPU, {DEFAULT_MODELS['cpu']} "
+                             "on a CPU)")
     parser.add_argument("--no-model", action="store_true",
                         help="do not load a model: merge per-patch pixel features only")
     parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda if present)")
@@ -52,16 +57,18 @@ def load_engine(args: argparse.Namespace):
     if args.no_model:
         return Engine(None, "started with --no-model.", **limits)
     from sttm_core import ModelLoadError, UnsupportedModelError, load_model
+    from sttm_core.models.checkpoints import default_device_and_dtype
 
+    device, _ = default_device_and_dtype(args.device)  # a ZeroGPU Space: cuda, here, at start
+    name = args.model or DEFAULT_MODELS["cuda" if str(device).startswith("cuda") else "cpu"]
     try:
-        loaded = load_model(args.model, device=args.device,
-                            trust_remote_code=args.trust_remote_code)
+        loaded = load_model(name, device=device, trust_remote_code=args.trust_remote_code)
     except (ModelLoadError, UnsupportedModelError) as err:
         reason = str(err).splitlines()[0]
         log.warning("running without a model: %s", err)
         return Engine(None, f"{reason}. Start with `--model <hub id or local path>` once the "
                             "weights are downloaded (`huggingface-cli download "
-                            f"{args.model}`).", **limits)
+                            f"{name}`).", **limits)
     return Engine(loaded, **limits)
 
 
