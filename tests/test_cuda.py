@@ -86,3 +86,24 @@ def merged_greedy_runs(models, inputs) -> list:
         runs.append(loaded.model.generate(**inputs, max_new_tokens=5, do_sample=False,
                                           output_scores=True, return_dict_in_generate=True))
     return runs
+
+
+def test_a_chat_pickled_on_the_gpu_unpickles_on_the_cpu_and_resumes_there(tiny):
+    """ZeroGPU's rule, on a real GPU: what a worker returns holds no CUDA tensor; attached to
+    the model again, the cached prefix goes back to the GPU and answers as before."""
+    import pickle
+
+    from sttm_core.chat import VideoChat
+    from sttm_core.examples import examples_dir
+
+    loaded = load_model(str(tiny.name), device="cuda", dtype=torch.bfloat16)
+    chat = VideoChat(loaded, STTMConfig(0.8, 0.6), num_frames=8, max_new_tokens=5)
+    chat.load_video(examples_dir() / "static.mp4")
+    first = chat.ask("What is shown?")
+    blob = pickle.dumps(chat)
+    packed = pickle.loads(blob)
+    prefix = packed._prefix.unpack("cpu")  # what a main process without a GPU would load
+    assert all(layer.keys.device.type == "cpu" for layer in prefix.cache.layers)
+    again = packed.attach(loaded).ask("What is shown?")
+    assert again.cache_reused and again.text == first.text
+    assert packed._prefix.cache.layers[0].keys.device.type == "cuda"
