@@ -20,7 +20,8 @@ JSON Lines, one question per line (blank lines are skipped):
               with the all-token model.
     category  content type, e.g. static / fast_motion / scene_cuts. Optional.
     task      question kind, e.g. retrieval / ordering / counting. Optional.
-    id        unique name of the question. Optional; defaults to "<file name>:<line>".
+    id        unique name of the question. Optional; defaults to "<file name>:<line>". Two
+              questions with the same id are a QAError naming the id and both lines.
     Any other key is kept in `QAItem.meta`.
 
 Also accepted, with the same keys:
@@ -30,7 +31,7 @@ Also accepted, with the same keys:
            ignored) or one `options` column with the options separated by '|'.
   * a folder: every *.jsonl / *.json / *.csv in it (sorted by name). A question that is
     repeated exactly (same video, question, options, answer), e.g. in a per-video file and
-    in a combined file, is kept once.
+    in a combined file, is kept once; the ids of the questions kept must be unique.
 
 Every problem is a `QAError` (a ValueError) whose message starts with "<file>:<line>:" ("<file>:"
 for whole-file problems) and says what is wrong: a missing field, fewer than 2 options, an
@@ -112,18 +113,24 @@ def load_qa(path, *, missing: str = "error") -> list[QAItem]:
     """
     path = Path(path)
     _check_missing_arg(missing)
+    return [item for _, item in _qa_pairs(path, missing)]
+
+
+def _qa_pairs(path: Path, missing: str) -> list[tuple[str, QAItem]]:
+    """(where, item) per question of load_qa(path): ids checked unique, `missing` applied."""
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in QA_SUFFIXES)
         if not files:
             raise QAError(f"{path}: folder holds no QA files ({', '.join(QA_SUFFIXES)})")
-        items, seen = [], set()
+        pairs, seen = [], set()
         for file in files:
-            for item in load_qa(file, missing=missing):
+            for where, item in _qa_pairs(file, missing):
                 key = (item.video.resolve(), item.question, tuple(item.options), item.answer)
                 if key not in seen:
                     seen.add(key)
-                    items.append(item)
-        return items
+                    pairs.append((where, item))
+        _check_unique_ids(pairs, path)
+        return pairs
     if not path.exists():
         raise QAError(f"{path}: no such QA file")
     suffix = path.suffix.lower()
@@ -133,7 +140,33 @@ def load_qa(path, *, missing: str = "error") -> list[QAItem]:
     records = {".jsonl": _jsonl_records, ".json": _json_records, ".csv": _csv_records}[suffix](path)
     pairs = [(f"{path}:{line}", _item(rec, path.parent, f"{path}:{line}", f"{path.name}:{line}"))
              for line, rec in records]
-    return _finish(pairs, missing, path)
+    _check_unique_ids(pairs, path)
+    return _kept(pairs, missing, path)
+
+
+def _check_unique_ids(pairs: list[tuple[str, QAItem]], source: Path) -> None:
+    """A QAError naming every id that more than one question carries, and where: sweeps and
+    scores match answers to questions by id, so a shared id would merge two questions.
+    `source`: the file the pairs come from ("question 3 (line 5)"), or a folder ("a.jsonl:5")."""
+    places: dict[str, list[tuple[int, str]]] = {}
+    for number, (where, item) in enumerate(pairs, 1):
+        places.setdefault(item.id, []).append((number, where))
+    repeated = {qid: at for qid, at in places.items() if len(at) > 1}
+    if not repeated:
+        return
+
+    def where_(at: list[tuple[int, str]]) -> str:
+        if source.is_dir():  # files directly in the folder: their names are enough
+            return " and ".join(Path(where).name for _, where in at)
+        lines = " and ".join(where.rsplit(":", 1)[1] for _, where in at)
+        return f"questions {' and '.join(str(n) for n, _ in at)} (lines {lines})"
+
+    shown = "; ".join(f"id {_short(qid)} is shared by {where_(at)}"
+                      for qid, at in list(repeated.items())[:5])
+    more = f"; and {len(repeated) - 5} more shared id(s)" if len(repeated) > 5 else ""
+    first_repeat = min((at[1] for at in repeated.values()), key=lambda nw: nw[0])[1]
+    raise QAError(f"{first_repeat}: duplicate question id(s): {shown}{more}. Every question "
+                  "needs its own id (sweeps and scores match answers to questions by it)")
 
 
 def _jsonl_records(path: Path):
@@ -329,10 +362,16 @@ def _expand(video: str) -> Path:
 
 def _finish(pairs: list[tuple[str, QAItem]], missing: str, source: Path) -> list[QAItem]:
     """The items of (where, item) pairs, after the `missing` policy for absent videos."""
+    return [item for _, item in _kept(pairs, missing, source)]
+
+
+def _kept(pairs: list[tuple[str, QAItem]], missing: str,
+          source: Path) -> list[tuple[str, QAItem]]:
+    """The (where, item) pairs left after the `missing` policy for absent videos."""
     if not pairs:
         raise QAError(f"{source}: contains no questions")
     if missing == "keep":
-        return [item for _, item in pairs]
+        return pairs
     absent = [(where, item) for where, item in pairs if not _is_file(item.video)]
     if absent and missing == "error":
         where, item = absent[0]
@@ -342,7 +381,7 @@ def _finish(pairs: list[tuple[str, QAItem]], missing: str, source: Path) -> list
     if absent:
         log.warning("%s: skipping %d of %d questions whose video is missing, e.g. %s",
                     source, len(absent), len(pairs), absent[0][1].video)
-    return [item for _, item in pairs if _is_file(item.video)]
+    return [(where, item) for where, item in pairs if _is_file(item.video)]
 
 
 def _is_file(path: Path) -> bool:

@@ -196,6 +196,9 @@ def test_an_uploaded_qa_set_is_matched_to_the_video_by_name(session, tmp_path):
         ([{"video": "static.mp4", "question": "q"}],
          r"^elsewhere.jsonl:1: missing required field 'options'$"),
         ([{"video": "static.mp4", **ask, "question": "x" * 5000}], r"^elsewhere.jsonl:1: question is 5,000 characters long; at most 2,000"),
+        ([{"video": "static.mp4", **ask, "id": "q"}, {"video": "other.mp4", **ask, "id": "q"}],
+         r"^elsewhere.jsonl:2: duplicate question id\(s\): id 'q' is shared by questions 1 "
+         r"and 2 \(lines 1 and 2\)"),
     ]:
         bad = write_qa(upload / "elsewhere.jsonl", records)
         with pytest.raises(UserError, match=message) as caught:

@@ -488,3 +488,55 @@ def test_load_nextqa_errors(tmp_path):
     with pytest.raises(QAError,
                        match=r"val\.csv:1: NExT-QA CSV header lacks column\(s\) answer, a0, a1"):
         load_nextqa(tmp_path / "val.csv", tmp_path / "videos")
+
+
+# ----------------------------------------------------------------------------- unique ids
+
+def test_duplicate_ids_in_jsonl_are_refused_naming_the_id_and_lines(folder):
+    # sweeps key the all-token answers by id: two questions sharing one would become one row
+    records = [{**RECORDS[0], "id": "q1"}, {**RECORDS[1], "id": "q2"},
+               {**RECORDS[2], "id": "q1"}, {**RECORDS[1], "question": "Cuts?", "id": "q2"}]
+    path = write_jsonl(folder / "qa.jsonl", records)
+    path.write_text(path.read_text().replace("\n", "\n\n", 1))  # question 2 is on line 3
+    for missing in ("error", "skip", "keep"):
+        with pytest.raises(QAError) as err:
+            load_qa(path, missing=missing)
+        message = str(err.value)
+        assert message.startswith(f"{path}:4: duplicate question id(s): ")
+        assert "id 'q1' is shared by questions 1 and 3 (lines 1 and 4)" in message
+        assert "id 'q2' is shared by questions 2 and 4 (lines 3 and 5)" in message
+        assert "its own id" in message
+
+
+def test_duplicate_ids_in_json_and_csv_are_refused(folder):
+    # a one-line JSON list: the question numbers tell the entries apart
+    path = folder / "qa.json"
+    path.write_text(json.dumps([{**r, "id": 7 if i != 1 else "x"} for i, r in enumerate(RECORDS)]))
+    with pytest.raises(QAError, match=re.escape(
+            f"{path}:1: duplicate question id(s): id '7' is shared by questions 1 and 3 "
+            "(lines 1 and 1)")):
+        load_qa(path)
+    csv_path = folder / "qa.csv"
+    csv_path.write_text("video,question,option_a,option_b,id\n"
+                        "a.mp4,Which way?,left,right,dup\n"
+                        "a.mp4,Which side?,left,right,dup\n")
+    with pytest.raises(QAError, match=r"qa\.csv:3: .*'dup' is shared by questions 1 and 2 "
+                                      r"\(lines 2 and 3\)"):
+        load_qa(csv_path)
+
+
+def test_duplicate_ids_across_a_folders_files_are_refused(folder):
+    write_jsonl(folder / "a.jsonl", [{**RECORDS[0], "id": "same"}])
+    write_jsonl(folder / "b.jsonl", [{**RECORDS[1], "id": "same"}])
+    with pytest.raises(QAError, match=r"b\.jsonl:1: duplicate question id\(s\): id 'same' is "
+                                      r"shared by a\.jsonl:1 and b\.jsonl:1"):
+        load_qa(folder)
+    # the same question repeated in a combined file is still kept once, id and all
+    (folder / "b.jsonl").unlink()
+    write_jsonl(folder / "all.jsonl", [{**RECORDS[0], "id": "same"}, {**RECORDS[1], "id": "b"}])
+    assert [i.id for i in load_qa(folder)] == ["same", "b"]
+
+
+def test_distinct_and_default_ids_load(folder):
+    items = load_qa(write_jsonl(folder / "qa.jsonl", [RECORDS[0], RECORDS[0], RECORDS[1]]))
+    assert [i.id for i in items] == ["qa.jsonl:1", "qa.jsonl:2", "qa.jsonl:3"]

@@ -262,3 +262,36 @@ def test_unparseable_replies_agree_only_when_their_texts_match():
     assert not answer("no idea", None).agrees_with(answer("maybe", None))
     assert answer(" zzz", None).agrees_with(answer("zzz ", None))
     assert not answer("A", "A").agrees_with(answer("zzz", None))
+
+
+@pytest.mark.core
+def test_duplicate_question_ids_stop_the_sweep_before_any_work(tmp_path, capsys):
+    # the all-token answers are keyed by id: two questions sharing one used to give one row
+    # and a wrong agreement, silently
+    qa = tmp_path / "qa.jsonl"
+    records = [json.loads(line) for line in QA.read_text().splitlines()[:2]]
+    for rec in records:
+        rec["video"], rec["id"] = str(EXAMPLES / rec["video"]), "same"
+    qa.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        sweep.main([str(qa), *PIXEL, "--tau-s", "0.7", "--tau-t", "0.6", "--methods", "sttm",
+                    "--out", str(out), "--no-plots"])
+    assert "duplicate question id(s): id 'same' is shared by questions 1 and 2" \
+        in str(exit_.value.code)
+    assert not (out / "results.csv").exists()
+
+
+@pytest.mark.core
+def test_sweep_refuses_items_of_one_video_that_share_an_id():
+    from sttm_core.qa import QAError
+    from sttm_core.sweep.plan import group_videos
+
+    items = load_qa(QA)
+    first = next(i for i in items[1:] if i.video == items[0].video)
+    first.id = items[0].id
+    with pytest.raises(QAError, match=f"share the id {items[0].id!r}"):
+        group_videos(items, EXAMPLES)
+    other = next(i for i in items if i.video != items[0].video)
+    other.id, first.id = items[0].id, "own"  # the same id on another video is a separate row
+    assert len(group_videos(items, EXAMPLES)) == len(VIDEOS)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..config import STTMConfig
 from ..methods import METHODS
+from ..qa import QAError
 from .report import format_table
 from .runner import run
 
@@ -123,7 +124,10 @@ def main(argv=None) -> int:
         from accelerate import PartialState
     except ImportError:
         sys.exit("sttm-sweep needs accelerate: pip install 'sttm-studio[eval]'")
-    outcome = run(args)
+    try:
+        outcome = run(args)
+    except QAError as err:  # a malformed QA file: its message says where and why
+        sys.exit(f"sttm-sweep: {err}")
     if PartialState().is_main_process:
         print(format_table(outcome.summary))
         print(outcome.reason)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..config import STTMConfig
 from ..methods import METHODS
-from ..qa import QAItem
+from ..qa import QAError, QAItem
 from .results import done_cells, fmt
 
 
@@ -87,11 +87,17 @@ class Cell:
 
 
 def group_videos(items: list[QAItem], root: Path) -> list[Video]:
-    """Questions grouped by video, videos sorted by key (the shard order)."""
+    """Questions grouped by video, videos sorted by key (the shard order). Rows and all-token
+    answers are keyed by (video, question id): a QAError if one video's questions share an id
+    (load_qa refuses such files; this guards items built in code)."""
     groups: dict[str, Video] = {}
     for item in items:
         key = _video_key(item.video, root)
-        groups.setdefault(key, Video(key, item.video, [])).items.append(item)
+        video = groups.setdefault(key, Video(key, item.video, []))
+        if any(other.id == item.id for other in video.items):
+            raise QAError(f"{key}: two questions share the id {item.id!r}; the sweep matches "
+                          "answers to questions by id, so each needs its own")
+        video.items.append(item)
     return [groups[k] for k in sorted(groups)]
 
 
