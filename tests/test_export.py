@@ -300,3 +300,29 @@ def test_static_examples_presets_and_model_panels(page):
     assert "Chat needs a model" in panels and "QA accuracy needs a model" in panels
     assert page.locator("#sttm-method option[value='FastV']").is_disabled()
     assert "FastV: needs a model" in page.inner_text("#sttm-method")
+
+
+@pytest.mark.browser
+def test_static_page_on_a_phone(browser, site_url):
+    """390x844 with touch: the map first at full width, τS and τT right under it, nothing
+    wider than the screen; a tap on τS's slider moves it."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True,
+                                  is_mobile=True)
+    page = context.new_page()
+    page.goto(site_url)
+    page.wait_for_function("() => window.STTM && STTM.app.tokens && STTM.app.ev", timeout=60_000)
+    boxes = {sel: page.locator(sel).first.bounding_box()
+             for sel in ["canvas.sttm-map", "#sttm-tau-s", "#sttm-tau-t", ".sttm-pipeline"]}
+    assert boxes["canvas.sttm-map"]["width"] >= 360
+    assert boxes["canvas.sttm-map"]["y"] < boxes["#sttm-tau-s"]["y"] < boxes["#sttm-tau-t"]["y"]
+    assert boxes["#sttm-tau-t"]["y"] < boxes[".sttm-pipeline"]["y"]
+    assert boxes["#sttm-tau-s"]["y"] < 844  # τS is on the first screen
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    track = page.locator("#sttm-tau-s input[type=range]")
+    track.scroll_into_view_if_needed()
+    box = track.bounding_box()
+    page.touchscreen.tap(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)
+    page.wait_for_function("() => Math.abs(STTM.app.settings.tauS - 0.5) < 0.03")
+    assert shown_tokens(page) == pixel_merger("fast_motion").merge(
+        page.evaluate("STTM.app.settings.tauS"), 0.9, 1).num_tokens
+    context.close()

@@ -114,7 +114,7 @@ a value set that way fires the control's listeners, as Gradio's .change does. Th
       const app = STTM.app;
       document.querySelector("#sttm-header h1").textContent = config.title;
       document.querySelector("#sttm-header p").innerHTML = config.tagline;
-      STTM.mountLab(document.getElementById("sttm-lab"), { methods: config.methods, help: config.help });
+      STTM.mountLab(document.getElementById("sttm-static-lab"), { methods: config.methods, help: config.help });
       this.buildControls(config, app);
       this.buildExamples(config);
       this.buildModelPanels(config);
@@ -124,7 +124,7 @@ a value set that way fires the control's listeners, as Gradio's .change does. Th
     },
 
     buildControls(config, app) {
-      const L = config.labels, s = app.settings, box = document.getElementById("sttm-controls");
+      const L = config.labels, s = app.settings, box = document.getElementById("sttm-static-controls");
       const modeLabel = Object.keys(config.modes).find((k) => config.modes[k] === s.mode);
       const [tmin, tmax] = config.tau_range, [bmin, bmax] = config.budget_range;
       const c = this.c = {
