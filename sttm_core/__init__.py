@@ -16,10 +16,12 @@ from .temporal import TEMPORAL_MODES
 
 if TYPE_CHECKING:  # what editors and type checkers see of the lazy names below
     from .chat import Reply, VideoChat
-    from .models import UnsupportedModelError, patch, remerge, unpatch
+    from .models import Plan, UnsupportedModelError, patch, planned, remerge, unpatch
+    from .prefix import VideoPrefix
     from .models.checkpoints import ModelLoadError, load_model
 
-_LAZY = {"patch": ".models", "unpatch": ".models", "remerge": ".models",
+_LAZY = {"patch": ".models", "unpatch": ".models", "remerge": ".models", "planned": ".models",
+         "Plan": ".models", "VideoPrefix": ".prefix",
          "UnsupportedModelError": ".models", "load_model": ".models.checkpoints",
          "ModelLoadError": ".models.checkpoints", "VideoChat": ".chat", "Reply": ".chat"}
 

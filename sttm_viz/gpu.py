@@ -15,7 +15,7 @@ gr.State. A model event ships the session to the worker and gets it back with th
 
 so the merged prefix's KV cache built by one question is the one the next question reuses
 (a reply says "cached video prefix"), though they ran in two workers. The cached tensors
-travel as torch.save blobs that load on the CPU (VideoChat.__getstate__): no CUDA tensor is
+travel as torch.save blobs that load on the CPU (VideoPrefix.__getstate__): no CUDA tensor is
 ever returned. Budget tables and the page's other requests never touch the model and stay in
 the main process. Each call asks for the GPU time its work needs (`seconds`).
 

@@ -5,6 +5,7 @@ import torch
 from support.videos import random_frames
 from sttm_core import STTMConfig
 from sttm_core.chat import VideoChat
+from sttm_core.models.patching import planned
 from sttm_core.video import VideoError, write_video
 
 pytestmark = pytest.mark.model
@@ -27,7 +28,7 @@ def greedy_reference(chat, question):
     prefix, closing = adapter.prompt_ids(tokenizer, prompt)
     ids = torch.tensor([prefix + tokenizer.encode(question, add_special_tokens=False) + closing])
     inputs = dict(input_ids=ids, **pixels, **adapter.prefill_inputs(ids))
-    with chat._model_turn():
+    with planned(model, chat.prefix.plan()):
         out = model.generate(**inputs, max_new_tokens=SETTINGS["max_new_tokens"], do_sample=False)
     return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
@@ -164,7 +165,7 @@ def test_questions_are_plain_text(tiny, video):
     closing = chat.loaded.tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n",
                                            add_special_tokens=False)
     assert fed[0] == list(question.encode("utf-8")) + closing
-    assert reply.tokens_before == chat._prefix.length + len(fed[0])
+    assert reply.tokens_before == chat.prefix.length + len(fed[0])
 
 
 def test_overlong_question_is_refused_before_any_model_work(tiny, video):
@@ -197,7 +198,7 @@ def test_fastv_follow_up_continues_the_conversation(tiny, video):
 
     def generate(ids):
         ids = torch.tensor([ids])
-        with chat._model_turn():
+        with planned(model, chat.prefix.plan()):
             out = model.generate(input_ids=ids, **pixels, **adapter.prefill_inputs(ids),
                                  max_new_tokens=SETTINGS["max_new_tokens"], do_sample=False)
         return out[0, ids.shape[1]:].tolist()

@@ -7,6 +7,7 @@ from support.videos import random_frames
 from support.model_inputs import prompt_inputs
 from sttm_core import STTMConfig, merge_video_tokens
 from sttm_core.models import UnsupportedModelError, patch, unpatch
+from sttm_core.models.patching import Plan, planned
 
 pytestmark = pytest.mark.model
 
@@ -36,14 +37,15 @@ def test_merged_hidden_states_are_merge_video_tokens_of_layer_k(tiny):
     model, k = tiny.model, MERGING.merge_layer
     inputs, _ = prompt_inputs(tiny, random_frames())
     patch(model, MERGING)
-    model.sttm.keep_layer_input = True
     seen = {}
     layer = tiny.adapter.decoder_layers[k]
     handle = layer.register_forward_pre_hook(  # runs after STTM's hook: sees the merged input
         lambda m, args, kwargs: seen.update(merged=args[0]), with_kwargs=True)
-    model(**inputs)
+    with planned(model, Plan(MERGING, keep_layer_input=True)) as prefilled:
+        model(**inputs)
     handle.remove()
-    hidden = model.sttm.layer_input.hidden[0]  # [L, D] what layer k received before merging
+    assert prefilled.layer_input is model.sttm.layer_input  # the planner's, and the read-out
+    hidden = prefilled.layer_input.hidden[0]  # [L, D] what layer k received before merging
     (span,) = model.sttm.prefill.spans
     T, H, W = span.grid
     # the grid tokens: every video token in order (Qwen3-VL: T runs between timestamps; LLaVA:
@@ -238,12 +240,14 @@ def test_merge_is_timed_only_when_asked(tiny):
     patch(model, MERGING)
     model(**inputs)
     assert model.sttm.merge_seconds is None  # the default path times (and waits for) nothing
-    model.sttm.time_merge = True
-    model(**inputs)
-    assert 0 < model.sttm.merge_seconds < 60
-    with model.sttm.using(STTMConfig.all_tokens(2), time_merge=True):
+    with planned(model, Plan(MERGING, time_merge=True)) as prefilled:
+        model(**inputs)
+    assert 0 < prefilled.merge_seconds < 60 and model.sttm.merge_seconds == prefilled.merge_seconds
+    with planned(model, Plan(STTMConfig.all_tokens(2), time_merge=True)):
         model(**inputs)  # nothing merged: no time left over from the last merge
     assert model.sttm.merge_seconds is None
+    model(**inputs)
+    assert model.sttm.merge_seconds is None  # a plan lasts its block: bare calls time nothing
 
 
 @torch.no_grad()

@@ -136,7 +136,7 @@ def test_video_chat_keeps_time_exact_in_bf16(tiny_checkpoints, dtype):
     handle.remove()
     model_hook.remove()
     assert calls[0].dtype == torch.float32
-    video, placeholder = chat._encoded  # the encoded video: its grid and placeholder
+    video, placeholder = chat.prefix._encoded  # the encoded video: its grid and placeholder
     prompt, _ = loaded.adapter.prompt_ids(loaded.tokenizer, placeholder)
     video_token = loaded.model.config.video_token_id
     grid = tuple(video["video_grid_thw"][0].tolist())

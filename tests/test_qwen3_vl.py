@@ -9,6 +9,7 @@ from transformers import DynamicCache, Qwen3VLProcessor
 from sttm_core import STTMConfig, merge_video_tokens, patch, unpatch
 from sttm_core.chat import VideoChat
 from sttm_core.models.checkpoints import build_random_checkpoint, load_model
+from sttm_core.models.patching import Plan, planned
 from sttm_core.models.qwen3_vl import Qwen3VLAdapter
 from sttm_core.video import VideoClip
 from support.positions import next_position, reference_positions
@@ -63,7 +64,7 @@ def test_prompt_writes_each_token_frames_time_before_it(qwen3):
     qwen3.model.model.language_model.register_forward_pre_hook(
         lambda m, args, kwargs: seen.append(kwargs["position_ids"]), with_kwargs=True)
     chat.ask("What happens?")
-    video, _ = chat._encoded
+    video, _ = chat.prefix._encoded
     t, h, w = video["video_grid_thw"][0].tolist()
     per_frame = h * w // 4
     times = Qwen3VLProcessor._calculate_timestamps(None, list(range(7)), fps, 2)
@@ -96,12 +97,12 @@ def test_deepstack_is_merged_like_the_hidden_states(qwen3, k):
     for j in range(DEEPSTACK_LAYERS):  # before STTM's hook: the layer's own output
         layers[j].register_forward_hook(lambda m, a, out, j=j: raw.__setitem__(j, out))
     patch(model, STTMConfig(method="sttm_budget", keep_ratio=0.3, root_level=0, merge_layer=k))
-    model.sttm.keep_layer_input = True
     for j in range(DEEPSTACK_LAYERS):  # after it: with the DeepStack features added
         layers[j].register_forward_hook(lambda m, a, out, j=j: added.__setitem__(j, out))
     layers[k].register_forward_pre_hook(
         lambda m, args, kwargs: seen.update(merged=args[0][0]), with_kwargs=True)
-    model(**inputs)
+    with planned(model, Plan(model.sttm.config, keep_layer_input=True)):
+        model(**inputs)
 
     result = model.sttm.last_merge
     T, H, W = result.grid
@@ -135,8 +136,8 @@ def test_a_static_video_keeps_a_token_after_every_timestamp(qwen3):
     inputs = video_prompt(qwen3, np.repeat(random_frames(T=1, H=160, W=224), 8, axis=0))
     patch(model, STTMConfig(spatial_threshold=0.9, temporal_threshold=0.5, root_level=0,
                             merge_layer=0))
-    model.sttm.keep_layer_input = True
-    model(**inputs)
+    with planned(model, Plan(model.sttm.config, keep_layer_input=True)):
+        model(**inputs)
     result = model.sttm.last_merge
     T, H, W = result.grid
     grid = (inputs["input_ids"][0] == model.config.video_token_id).nonzero().flatten()
@@ -163,14 +164,14 @@ def test_new_thresholds_remerge_deepstack_from_the_layer_k_states(qwen3, tmp_pat
     chat = VideoChat(qwen3, config, **settings)
     chat.load_video(tmp_path / "clip.mp4")
     chat.prepare()
-    assert chat._prefix.layer_input.deepstack is not None
+    assert chat.prefix.cached.layer_input.deepstack is not None
     new = STTMConfig(method="sttm_budget", keep_ratio=0.3, root_level=0, merge_layer=k)
     chat.set_config(new)
     fresh = VideoChat(qwen3, new, **settings)
     fresh.set_clip(chat.clip)
     fresh.prepare()
     assert torch.equal(chat.merge_result.boxes, fresh.merge_result.boxes)
-    for mine, theirs in zip(chat._prefix.cache.layers, fresh._prefix.cache.layers):
+    for mine, theirs in zip(chat.prefix.cached.cache.layers, fresh.prefix.cached.cache.layers):
         torch.testing.assert_close(mine.keys, theirs.keys, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(mine.values, theirs.values, atol=1e-5, rtol=1e-5)
     again, reply = fresh.ask("What is shown?"), chat.ask("What is shown?")

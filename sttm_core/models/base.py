@@ -171,6 +171,13 @@ class VideoLLMAdapter:
         """Ids that close a question's turn and open the assistant's."""
         return tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False)
 
+    def next_turn_ids(self, tokenizer, answer_end: list[int]) -> list[int]:
+        """Ids that follow an answer's last sampled token(s) `answer_end` (not yet fed) to close
+        the answer and open the next user turn (ChatML)."""
+        end_of_turn = tokenizer.encode("<|im_end|>", add_special_tokens=False)
+        end = answer_end if answer_end[-1:] == end_of_turn else answer_end + end_of_turn
+        return end + tokenizer.encode("\n<|im_start|>user\n", add_special_tokens=False)
+
     def use_reference_positions(self) -> "AttributeOverride | None":
         """Make the model number a prefill's positions by the family's reference rule where the
         installed transformers numbers them otherwise. Returns a handle whose `remove()` undoes

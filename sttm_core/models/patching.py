@@ -29,9 +29,9 @@ merging, q new tokens, D hidden size.
 """
 from __future__ import annotations
 
-import threading
 import time
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import torch
@@ -99,44 +99,81 @@ class MergeTimer:
         return self.end - self.start
 
 
-@dataclass
-class STTMState:
-    """What `patch` attaches as `model.sttm`: the config the hooks apply and what the last
-    prefill left. One forward at a time: users that share a model across threads (the app)
-    run their calls inside `using(...)`, which holds `lock`."""
+@dataclass(frozen=True)
+class Plan:
+    """What a patched model does in the calls it runs under `planned(model, plan)`: the
+    reduction and where it acts (config: method and its settings, merge_layer,
+    decode_positions), whether to keep layer k's prefill input (to merge it again, `remerge`)
+    and whether to time the merge. Outside `planned`, a call follows `patch`'s config."""
 
     config: STTMConfig
-    adapter: VideoLLMAdapter
-    handles: list = field(default_factory=list)
-    prefill: MergedPrefill | None = None
-    keep_layer_input: bool = False  # store layer k's prefill input (the chat runtime re-merges it)
-    layer_input: LayerInput | None = None
-    time_merge: bool = False  # time each prefill's merge (benchmarks); off: no timing at all
-    merge_timer: MergeTimer | None = None
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    hooks: "_Hooks | None" = None
-    spans: list[VideoSpan] = field(default_factory=list)  # videos of the current call
+    keep_layer_input: bool = False
+    time_merge: bool = False
+
+
+@dataclass
+class Prefilled:
+    """What a prefill left, for the caller that planned it (and as `model.sttm`'s read-out)."""
+
+    prefill: MergedPrefill | None = None      # None: the call had no video
+    layer_input: LayerInput | None = None     # with Plan.keep_layer_input
+    merge_timer: MergeTimer | None = None     # with Plan.time_merge, when something merged
 
     @property
-    def last_merge(self) -> MergeResult | None:
-        """MergeResult of the last prefill's first video (None if nothing was merged)."""
+    def merge(self) -> MergeResult | None:
+        """The MergeResult of the prefill's first video (None if nothing was merged)."""
         return self.prefill.merges[0] if self.prefill and self.prefill.merges else None
 
     @property
     def merge_seconds(self) -> float | None:
-        """Seconds the last timed merge took (set `time_merge = True` first); None: untimed."""
         return None if self.merge_timer is None else self.merge_timer.seconds
 
-    @contextmanager
-    def using(self, config: STTMConfig, prefill: "MergedPrefill | None" = None,
-              layer_input: "LayerInput | None" = None, keep_layer_input: bool = True,
-              time_merge: bool = False):
-        """Hold the model for one caller: its config (checked against this model by the
-        caller, once) and the prefix state it continues from are in place until it is done."""
-        with self.lock:
-            self.config, self.prefill, self.layer_input = config, prefill, layer_input
-            self.keep_layer_input, self.time_merge = keep_layer_input, time_merge
-            yield self
+
+# the plan of the calls in this context (thread, task) and what their prefill left
+_PLANNED: ContextVar[tuple[Plan, Prefilled] | None] = ContextVar("sttm_plan", default=None)
+
+
+@contextmanager
+def planned(model: nn.Module, plan: Plan):
+    """Run the patched model's calls in this block with `plan`; yields the Prefilled its
+    prefill fills in. Nothing is set on the model: another thread's calls are not affected."""
+    model.sttm.adapter.check_merge_layer(plan.config.merge_layer)
+    outcome = Prefilled()
+    token = _PLANNED.set((plan, outcome))
+    try:
+        yield outcome
+    finally:
+        _PLANNED.reset(token)
+
+
+@dataclass
+class STTMState:
+    """What `patch` attaches as `model.sttm`: the config a bare call (`model.generate`)
+    follows, the hooks' handles, and a read-out of the last prefill. Calls that need another
+    setting run under `planned(model, plan)`."""
+
+    config: STTMConfig
+    adapter: VideoLLMAdapter
+    handles: list = field(default_factory=list)
+    last: Prefilled = field(default_factory=Prefilled)  # read-out only, never read by the hooks
+
+    @property
+    def last_merge(self) -> MergeResult | None:
+        """MergeResult of the last prefill's first video (None if nothing was merged)."""
+        return self.last.merge
+
+    @property
+    def prefill(self) -> MergedPrefill | None:
+        return self.last.prefill
+
+    @property
+    def layer_input(self) -> LayerInput | None:
+        return self.last.layer_input
+
+    @property
+    def merge_seconds(self) -> float | None:
+        """Seconds the last prefill's merge took when it was timed (Plan.time_merge)."""
+        return self.last.merge_seconds
 
 
 def patch(model: nn.Module, config: STTMConfig | None = None) -> nn.Module:
@@ -151,9 +188,10 @@ def patch(model: nn.Module, config: STTMConfig | None = None) -> nn.Module:
     if hasattr(model, "sttm"):
         unpatch(model)
     state = STTMState(config, adapter)
-    hooks = state.hooks = _Hooks(state)
+    hooks = _Hooks(state)
     state.handles = [
         model.register_forward_pre_hook(hooks.on_model, with_kwargs=True),
+        model.register_forward_hook(hooks.after_model, always_call=True),
         adapter.language_model.register_forward_pre_hook(hooks.on_language_model, with_kwargs=True),
     ] + [layer.register_forward_pre_hook(hooks.on_layer(i), with_kwargs=True)
          for i, layer in enumerate(adapter.decoder_layers)]
@@ -175,23 +213,65 @@ def unpatch(model: nn.Module) -> nn.Module:
     return model
 
 
-class _Hooks:
-    """The pre-hooks of one patched model; all state lives in STTMState."""
+@dataclass
+class _Call:
+    """One forward of the language model, as its hooks see it: the plan it follows, its cache,
+    padding mask and positions, and what layer k built for the layers after it."""
 
-    def __init__(self, state: STTMState):
-        self.state = state
-        self.prefill = False
-        self.mask_2d: Tensor | None = None
-        self.cache = None
-        self.positions: Tensor | None = None
-        self.built: dict | None = None  # kwargs layer k built for the layers after it
-        self.merged_hidden: Tensor | None = None
-        self.attention: Tensor | None = None  # [B, L] FastV: layer k-1's last-token attention
-        self.deepstack: DeepStack | None = None  # what the layers after which it is added add
+    plan: Plan
+    outcome: Prefilled
+    spans: list[VideoSpan]                # the videos of the call (prefill only)
+    cache: object = None
+    mask_2d: Tensor | None = None
+    positions: Tensor | None = None
+    deepstack: DeepStack | None = None    # what the layers after which it is added add
+    prefill: bool = False
+    built: dict | None = None             # kwargs layer k built for the layers after it
+    merged_hidden: Tensor | None = None   # layer k's input, merged
+    attention: Tensor | None = None       # [B, L] FastV: layer k-1's last-token attention
+
+    @property
+    def config(self) -> STTMConfig:
+        return self.plan.config
 
     @property
     def k(self) -> int:
-        return self.state.config.merge_layer
+        return self.plan.config.merge_layer
+
+    def begin(self, cache, mask_2d: Tensor | None, positions: Tensor | None,
+              deepstack: DeepStack | None = None) -> "_Call":
+        """The language model starts: a prefill (its cache is empty at layer k) or tokens
+        appended after one."""
+        self.cache, self.mask_2d, self.positions, self.deepstack = cache, mask_2d, positions, deepstack
+        self.prefill = cache is None or cache.get_seq_length(self.k) == 0
+        return self
+
+
+_CALL: ContextVar[_Call | None] = ContextVar("sttm_call", default=None)
+
+
+def _merged_prefill_of(cache) -> MergedPrefill | None:
+    """How a KV cache's prefill was merged: the cache carries it (`_attach`), so the tokens
+    appended after a prefix, in this call or any later one, find their mask and positions."""
+    return getattr(cache, "sttm_prefill", None)
+
+
+def _attach(cache, prefill: MergedPrefill | None) -> None:
+    if cache is not None:
+        cache.sttm_prefill = prefill
+
+
+class _Hooks:
+    """The hooks of one patched model. They keep nothing between calls: a call's plan comes
+    from `planned` (or the patch's config), its scratch lives in a _Call of its own, and what
+    a prefill leaves goes to the planner's Prefilled and onto the KV cache."""
+
+    def __init__(self, state: STTMState):
+        self.state = state
+
+    @property
+    def call(self) -> _Call:
+        return _CALL.get()
 
     def on_model(self, module, args, kwargs):
         input_ids = kwargs.get("input_ids", args[0] if args else None)
@@ -199,33 +279,31 @@ class _Hooks:
         if input_ids is None and adapter.carries_video(kwargs):
             raise ValueError("STTM finds a video's tokens by their ids: pass input_ids with the "
                              "video, not only inputs_embeds")
-        if input_ids is None or input_ids.shape[1] == 1:  # text only, or one decode step
-            self.state.spans = []
-        else:
-            self.state.spans = adapter.video_spans(input_ids, kwargs)
+        spans = ([] if input_ids is None or input_ids.shape[1] == 1  # text only, or one step
+                 else adapter.video_spans(input_ids, kwargs))
+        plan, outcome = _PLANNED.get() or (Plan(self.state.config), Prefilled())
+        _CALL.set(_Call(plan, outcome, spans))
+
+    def after_model(self, module, args, output):
+        _CALL.set(None)  # the call's scratch (hidden states, attention) is not kept
 
     def on_language_model(self, module, args, kwargs):
         mask_2d = kwargs.get("attention_mask")
         if isinstance(mask_2d, dict) or (mask_2d is not None and mask_2d.dim() != 2):
             mask_2d = None  # a prepared 4D mask: no padding information to carry
         deepstack = self.state.adapter.take_deepstack(kwargs)  # the hooks add it themselves
-        self.begin(kwargs.get("past_key_values"), mask_2d, kwargs.get("position_ids"), deepstack)
+        call = self.call
+        if call is None:  # the language model called on its own: the patch's config, no video
+            call = _Call(Plan(self.state.config), Prefilled(), [])
+            _CALL.set(call)
+        call.begin(kwargs.get("past_key_values"), mask_2d, kwargs.get("position_ids"), deepstack)
         return None if deepstack is None else (args, kwargs)
-
-    def begin(self, cache, mask_2d: Tensor | None, positions: Tensor | None,
-              deepstack: DeepStack | None = None):
-        """Start a forward pass of the language model."""
-        self.cache, self.mask_2d, self.positions = cache, mask_2d, positions
-        self.prefill = cache is None or cache.get_seq_length(self.k) == 0
-        self.built, self.attention, self.deepstack = None, None, deepstack
-        if self.prefill:
-            self.state.merge_timer = None
 
     def after_layer(self, j: int):
         """Forward hook of decoder layer j: add the j-th DeepStack features to its output at
         the visual positions (as the language model would; merged ones after merging)."""
         def hook(module, args, output):
-            deepstack = self.deepstack
+            deepstack = self.call.deepstack if self.call else None
             if deepstack is None or j >= len(deepstack.features):
                 return None
             hidden = output[0] if isinstance(output, tuple) else output
@@ -235,23 +313,27 @@ class _Hooks:
 
     def on_layer(self, index: int):
         def hook(module, args, kwargs):
-            if index == self.k - 1 and self.needs_attention():
-                self.attention = self.last_token_attention(module, args[0], kwargs)
-            if index < self.k:
+            call = self.call
+            if call is None:
                 return None
-            if index == self.k:
-                self.built = self.at_merge_layer(args[0], kwargs)
-            if self.built is None:
+            if index == call.k - 1 and self.needs_attention():
+                call.attention = self.last_token_attention(module, args[0], kwargs)
+            if index < call.k:
                 return None
-            if index == self.k and self.merged_hidden is not None:
-                args = (self.merged_hidden,) + tuple(args[1:])
-                self.merged_hidden = None
-            return args, {**kwargs, **self.built}
+            if index == call.k:
+                call.built = self.at_merge_layer(args[0], kwargs)
+            if call.built is None:
+                return None
+            if index == call.k and call.merged_hidden is not None:
+                args = (call.merged_hidden,) + tuple(args[1:])
+                call.merged_hidden = None
+            return args, {**kwargs, **call.built}
         return hook
 
     # --- layer k - 1 (FastV) ------------------------------------------------------------------
     def needs_attention(self) -> bool:
-        return self.prefill and self.state.config.query_aware and bool(self.state.spans)
+        call = self.call
+        return call.prefill and call.config.query_aware and bool(call.spans)
 
     def last_token_attention(self, layer: nn.Module, hidden: Tensor, kwargs: dict) -> Tensor:
         """[B, L] what each token receives from the last prompt token at this layer (FastV
@@ -262,39 +344,50 @@ class _Hooks:
 
     # --- layer k ------------------------------------------------------------------------------
     def at_merge_layer(self, hidden: Tensor, kwargs: dict) -> dict | None:
-        if self.prefill:
-            spans = [s for s in self.state.spans if s.row < hidden.shape[0]]
-            if not spans:
-                self.state.prefill = None
+        call = self.call
+        if not call.prefill:
+            prefill = _merged_prefill_of(call.cache)
+            if prefill is None or not prefill.merges:
                 return None
-            if self.state.keep_layer_input:
-                rest = {k: v for k, v in kwargs.items() if k != "past_key_values"}
-                self.state.layer_input = LayerInput(hidden, rest, self.mask_2d, self.positions,
-                                                    self.deepstack)
-            if self.state.config.merges_nothing:  # record the prefill, change nothing
-                self.state.prefill = self._unmerged_prefill(hidden, spans)
-                return None
-            return self.reduce_prefill(hidden, kwargs, spans)
-        if self.state.prefill is None or not self.state.prefill.merges:
+            return self.continue_after_prefill(hidden, prefill)
+        spans = [s for s in call.spans if s.row < hidden.shape[0]]
+        self._record(None)
+        if not spans:
             return None
-        return self.continue_after_prefill(hidden)
+        if call.plan.keep_layer_input:
+            rest = {k: v for k, v in kwargs.items() if k != "past_key_values"}
+            call.outcome.layer_input = LayerInput(hidden, rest, call.mask_2d, call.positions,
+                                                  call.deepstack)
+        if call.config.merges_nothing:  # record the prefill, change nothing
+            self._record(self._unmerged_prefill(hidden, spans))
+            return None
+        return self.reduce_prefill(hidden, kwargs, spans)
+
+    def _record(self, prefill: MergedPrefill | None, timer: MergeTimer | None = None) -> None:
+        """What the prefill did: for its planner, on its cache (the tokens after it need it)
+        and as the model's read-out."""
+        call = self.call
+        call.outcome.prefill, call.outcome.merge_timer = prefill, timer
+        _attach(call.cache, prefill)
+        self.state.last = call.outcome
 
     def reduce_prefill(self, hidden: Tensor, kwargs: dict, spans: list[VideoSpan]) -> dict:
-        timer = MergeTimer(hidden.device) if self.state.time_merge else None
+        call = self.call
+        timer = MergeTimer(hidden.device) if call.plan.time_merge else None
         B, L, _ = hidden.shape
         device = hidden.device
         valid = self._valid(B, L, device)
-        config, adapter = self.state.config, self.state.adapter
-        attention = None if self.attention is None else self.attention.to(device)
+        config, adapter = call.config, self.state.adapter
+        attention = None if call.attention is None else call.attention.to(device)
         merged, slots, slot_valid, merges, token_slots = reduce_sequence(
             hidden, valid, spans, config, attention, adapter.keeps_every_frame)
-        if self.deepstack is not None and self.k < len(self.deepstack.features):
-            self.deepstack = reduce_deepstack(self.deepstack, spans, merges, token_slots, slots,
-                                              slot_valid, self.k, config.area_weighted)
+        if call.deepstack is not None and call.k < len(call.deepstack.features):
+            call.deepstack = reduce_deepstack(call.deepstack, spans, merges, token_slots, slots,
+                                              slot_valid, call.k, config.area_weighted)
         renumber = adapter.position_mode == "reindex" and not config.keeps_positions
-        self.state.prefill = MergedPrefill(L, slots, slot_valid, self._next_position(B, L, device),
-                                           spans, merges, renumber)
-        self.merged_hidden = merged
+        prefill = MergedPrefill(L, slots, slot_valid, self._next_position(B, L, device), spans,
+                                merges, renumber)
+        call.merged_hidden = merged
         plain = (slot_valid.long().cumsum(-1) - 1).clamp_min(0)  # [B, L'] 0.. (pads 0)
         built = {"attention_mask": self._mask(merged, slot_valid.long())}
         if renumber:  # 1D RoPE: the merged sequence is numbered 0.. as generate numbers it
@@ -307,24 +400,24 @@ class _Hooks:
                 built["position_ids"] = plain           # reads gaps in it as packed sequences
         if timer is not None:
             timer.stop()
-        self.state.merge_timer = timer
+        self._record(prefill, timer)
         return built
 
-    def continue_after_prefill(self, hidden: Tensor) -> dict:
+    def continue_after_prefill(self, hidden: Tensor, prefill: MergedPrefill) -> dict:
         """q new tokens after the merged prefix: their mask over [merged prefix, new tokens]
         and their positions (after a renumbered prefix: from L' by default, from L with
         decode_positions="official"; otherwise the original numbering, max + 1 onwards)."""
-        prefill = self.state.prefill
+        call = self.call
         B, q, _ = hidden.shape
         device = hidden.device
-        done = self.cache.get_seq_length(self.k) - prefill.merged_length  # tokens since prefill
-        if self.mask_2d is not None:
-            new_columns = self.mask_2d[:, prefill.length:].to(device).long()
+        done = call.cache.get_seq_length(call.k) - prefill.merged_length  # tokens since prefill
+        if call.mask_2d is not None:
+            new_columns = call.mask_2d[:, prefill.length:].to(device).long()
         else:
             new_columns = torch.ones(B, done + q, dtype=torch.long, device=device)
         mask_2d = torch.cat([prefill.valid.to(device).long(), new_columns], dim=1)
         adapter = self.state.adapter
-        if prefill.renumbered and self.state.config.decode_positions == "merged":
+        if prefill.renumbered and call.config.decode_positions == "merged":
             first = prefill.valid.sum(1)  # merged prefix renumbered 0..L'_b-1
         else:
             first = prefill.next_position
@@ -353,13 +446,14 @@ class _Hooks:
         return largest.amax(-1) + 1
 
     def _valid(self, B: int, L: int, device) -> Tensor:
-        if self.mask_2d is None:
+        mask_2d = self.call.mask_2d
+        if mask_2d is None:
             return torch.ones(B, L, dtype=torch.bool, device=device)
-        return self.mask_2d[:, -L:].to(device).bool()
+        return mask_2d[:, -L:].to(device).bool()
 
     def _positions(self, B: int, L: int, device) -> Tensor:
         """The prefill's position ids as the model numbered them ([B, L] or [3, B, L])."""
-        positions = self.positions
+        positions = self.call.positions
         if positions is None:
             return torch.arange(L, device=device).expand(B, L)
         if positions.dim() == 3 and positions.shape[0] == 4:  # text row + (t, h, w)
@@ -368,30 +462,35 @@ class _Hooks:
 
     def _mask(self, embeds: Tensor, mask_2d: Tensor):
         lm = self.state.adapter.language_model
+        call = self.call
         return create_causal_mask(config=lm.config, inputs_embeds=embeds, attention_mask=mask_2d,
-                                  past_key_values=self.cache, layer_idx=self.k)
+                                  past_key_values=call.cache, layer_idx=call.k)
 
 
-def remerge(model: nn.Module, cache) -> Tensor:
-    """Merge the last prefill again with the model's current STTM config and re-run decoder
-    layers k.. only: layers < k and the vision encoder are not touched, nor their cache.
+def remerge(model: nn.Module, cache, layer_input: LayerInput, plan: Plan) -> Prefilled:
+    """Merge a prefill again with `plan` and re-run decoder layers k.. only: layers < k and
+    the vision encoder are not touched, nor their cache.
 
-    Needs `model.sttm.keep_layer_input = True` during that prefill. cache: its DynamicCache;
-    layers < k must hold just the prefill. Returns the last layer's output [B, L', D].
-    """
+    cache: the prefill's DynamicCache (its layers < k hold just the prefill); layer_input:
+    what layer k received in it (a prefill planned with keep_layer_input). The cache then
+    carries the new merge; returns what the merge left (the same layer input)."""
     state: STTMState = model.sttm
-    saved, prefill = state.layer_input, state.prefill
-    if saved is None or prefill is None:
-        raise RuntimeError("nothing to re-merge: run a prefill with keep_layer_input=True first")
-    k = state.config.merge_layer
+    prefill = _merged_prefill_of(cache)
+    if prefill is None:
+        raise RuntimeError("nothing to re-merge: this cache holds no patched prefill")
+    k = plan.config.merge_layer
     for layer in cache.layers[k:]:
         layer.reset()
-    state.spans = prefill.spans
-    state.hooks.begin(cache, saved.mask_2d, saved.positions, saved.deepstack)
-    hidden = saved.hidden
-    for layer in state.adapter.decoder_layers[k:]:
-        hidden = layer(hidden, past_key_values=cache, **saved.kwargs)
-    return hidden
+    call = _Call(plan, Prefilled(layer_input=layer_input), prefill.spans).begin(
+        cache, layer_input.mask_2d, layer_input.positions, layer_input.deepstack)
+    token = _CALL.set(call)  # the layers' hooks merge at layer k as in a prefill
+    try:
+        hidden = layer_input.hidden
+        for layer in state.adapter.decoder_layers[k:]:
+            hidden = layer(hidden, past_key_values=cache, **layer_input.kwargs)
+    finally:
+        _CALL.reset(token)
+    return call.outcome
 
 
 def reduce_sequence(hidden: Tensor, valid: Tensor, spans: list[VideoSpan], config: STTMConfig,
