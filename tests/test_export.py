@@ -243,6 +243,8 @@ def test_static_map_and_tau_s_give_the_engines_tokens(page):
     assert shown_tokens(page) == merger.merge(0.94, 0.9, 1).num_tokens
     assert page.locator("#sttm-tau-s input[type=number]").input_value() == "0.94"
     assert "features: pixels" in page.inner_text(".sttm-settings")
+    chains = page.locator("canvas.sttm-chains")  # the chains plot follows the same tokens
+    assert chains.get_attribute("data-tokens") == str(merger.merge(0.94, 0.9, 1).num_tokens)
     for which in ("spatial", "temporal"):  # the histograms are drawn with their notes
         assert "%" in page.inner_text(f"#sttm-hist-{which} .sttm-hist-note")
 
@@ -279,6 +281,13 @@ def test_static_budget_mode_reaches_the_budget(page):
     page.get_by_label("Merge across frames (τT)").uncheck()  # another table: temporal off
     page.wait_for_function("() => STTM.app.current.tauT === null")
     assert abs(shown_tokens(page) / total - 0.50) <= 0.01
+    page.locator("#sttm-method select").select_option("Temporal only")  # a baseline's table
+    page.wait_for_function("() => STTM.app.current.kind === 'merge' && "
+                           f"STTM.app.current.root === {merger.num_levels - 1}")  # no quadtree
+    current = page.evaluate("STTM.app.current")
+    assert abs(shown_tokens(page) / total - current["keep"]) < 1e-5
+    assert page.locator("#sttm-mode input").first.is_disabled()  # baselines keep the budget
+    page.locator("#sttm-method select").select_option("STTM")
     page.get_by_label("Thresholds").check()
     page.wait_for_function("() => !document.querySelector('#sttm-tau-s input[type=range]').disabled")
 
