@@ -3,8 +3,8 @@
 Flow: videos (the bundled examples, then any given) -> a Session of an Engine (pixels, or the
 model's layer-k features, computed here exactly as the app computes them) -> per video its
 page payload (sttm_viz.payload.video_payload: merge evidence, notes), its frames as JPEG files
-and the budget tables of every root level with temporal merging on and off (what the app's
-server sends on request) -> index.html (sttm_viz/web/static.html with the page's words, from
+the budget tables of every root level with temporal merging on and off and the uniform-pooling
+baseline's tokens at every budget (what the app's server sends on request) -> index.html (sttm_viz/web/static.html with the page's words, from
 sttm_viz.guide and the method menu, as JSON), the page's scripts and style copied from
 sttm_viz/web, and a README.md with a static Space's front matter.
 
@@ -12,6 +12,7 @@ OUT_DIR/
   index.html  README.md  web/{merge,draw,app,lab,plots,static}.js  web/lab.css
   videos/<name>/payload.json   video_payload(...) with frames as file paths, id = <name>
   videos/<name>/tables.json    {"video": <name>, "tables": [budget_table, ...], "tokens": null}
+  videos/<name>/uniform.json   {"video", "budgets": [B], "set": [B] index into "sets": [tokens_json]}
   videos/<name>/frame_000.jpg  one per token frame, the same JPEG bytes the app sends
 
 Any static file server serves it; the page's bridge (web/static.js) plays Gradio's role.
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 DEFAULT_FRAMES = 16       # the app's default frames per video
 DEFAULT_LAYER = 2         # the paper's merge layer
 STATIC_FILES = ["static.js"]   # the static page's own bridge, after the app's scripts
-SERVER_ONLY = {"uniform": "computed by the app's server", "fastv": "needs a model and a question"}
+SERVER_ONLY = {"fastv": "needs a model and a question"}  # methods the static page cannot show
 
 
 @dataclass
@@ -154,6 +155,7 @@ def _export_video(engine, name: str, title: str, path: Path, frames: int, layer:
     payload["frames"] = _write_frames(payload["frames"], folder, f"videos/{name}")
     _write_json(folder / "payload.json", payload)
     _write_json(folder / "tables.json", {"video": name, "tables": _tables(session), "tokens": None})
+    _write_json(folder / "uniform.json", {"video": name, **_uniform(session)})
     size = sum(f.stat().st_size for f in folder.iterdir())
     log.info("%s: %d token frames, %.0f kB", name, len(video.frames), size / 1e3)
     return Exported(name, title, len(video.frames), size)
@@ -177,6 +179,23 @@ def _tables(session) -> list[dict]:
     with _torch_threads(1):  # the search is many small ops: one thread is faster (and polite)
         return [session.budget_table(root, temporal)
                 for root in range(levels) for temporal in (True, False)]
+
+
+def _uniform(session) -> dict:
+    """The uniform-pooling baseline's tokens at every budget of the slider (session.reduce, as
+    handlers.sync sends them), each distinct token set once (a few dozen grids, not 96)."""
+    from .payload import BUDGETS, tokens_json
+    from .session import Controls
+
+    sets, index, seen = [], [], {}
+    for budget in BUDGETS:
+        tokens = tokens_json(session.reduce(Controls(method="uniform", budget=budget)))
+        key = json.dumps(tokens)
+        if key not in seen:
+            seen[key] = len(sets)
+            sets.append(tokens)
+        index.append(seen[key])
+    return {"budgets": BUDGETS, "set": index, "sets": sets}
 
 
 @contextmanager
@@ -236,7 +255,8 @@ def page_config(engine, done: list[Exported], frames: int) -> dict:
                            for label, name in METHOD_MENU.items() if name in SERVER_ONLY},
         "tau_range": list(TAU_RANGE), "budget_range": list(BUDGET_RANGE),
         "videos": [{"name": v.name, "title": v.title, "payload": f"videos/{v.name}/payload.json",
-                    "tables": f"videos/{v.name}/tables.json"} for v in done],
+                    "tables": f"videos/{v.name}/tables.json",
+                    "uniform": f"videos/{v.name}/uniform.json"} for v in done],
         "model_panels": {name: f"{name} needs a model — {why}."
                          for name in ("Chat", "Time to first token", "QA accuracy")},
         "fixed": f"{frames} frames per video and the features were fixed when this lab was "
@@ -271,9 +291,9 @@ Made by `sttm-studio export`. The page re-merges each video's tokens in the brow
 merge evidence (every similarity τS and τT test); no server computes anything. Videos: {names}.
 
 Works here: the token map, player, inspector, histograms, chains, all frames, presets, and the
-token-budget mode (τS and τT for every budget were found when this site was exported). Absent:
-chat, time to first token and QA scoring (they need a model), FastV (it needs a question) and
-uniform pooling (the app's server computes it).
+token-budget mode and the baselines (τS and τT for every budget, and the uniform pooling's
+tokens, were computed when this site was exported). Absent: chat, time to first token and QA
+scoring (they need a model) and FastV (it needs a model and a question).
 
 Publish: create a Space with the static SDK and push this folder's files to it (this
 README's front matter is what the Space reads), or serve the folder with any static file server.

@@ -61,7 +61,8 @@ def page_config(out: Path) -> dict:
 def test_the_site_has_the_page_scripts_and_every_video(site):
     out, done = site
     assert [v.name for v in done] == NAMES
-    for name in ["index.html", "README.md", "web/static.js", "web/lab.css"]:
+    for name in ["index.html", "README.md", "web/static.js", "web/lab.css",
+                 "videos/static/tables.json", "videos/static/uniform.json"]:
         assert (out / name).is_file(), name
     for name in ["merge.js", "draw.js", "app.js", "lab.js", "plots.js", "static.js", "lab.css"]:
         assert (out / "web" / name).read_bytes() == (WEB / name).read_bytes(), name  # copies
@@ -75,7 +76,7 @@ def test_the_site_has_the_page_scripts_and_every_video(site):
         assert len(frames) == v.token_frames == FRAMES
         assert all(f.read_bytes()[:2] == b"\xff\xd8" for f in frames)  # JPEG
         size = sum(f.stat().st_size for f in folder.iterdir())
-        assert size == v.bytes and 20_000 < size < 400_000  # 8 examples stay far under 20 MB
+        assert size == v.bytes and 20_000 < size < 1_000_000  # 8 examples stay far under 20 MB
 
 
 @pytest.mark.core
@@ -109,6 +110,22 @@ def test_budget_tables_cover_every_root_and_temporal_setting(site):
 
 
 @pytest.mark.core
+def test_uniform_pooling_tokens_at_every_budget(site):
+    from sttm_core import STTMConfig
+    from sttm_core.methods import reduce_tokens
+    from sttm_viz.payload import BUDGETS, tokens_json
+
+    out, _ = site
+    u = json.loads((out / "videos" / "static" / "uniform.json").read_text())
+    assert u["video"] == "static" and u["budgets"] == BUDGETS and len(u["set"]) == len(BUDGETS)
+    assert len(u["sets"]) < len(BUDGETS)  # each distinct grid once
+    merger = pixel_merger("static")
+    for k in (0, 25, 45, len(BUDGETS) - 1):
+        result = reduce_tokens(merger, STTMConfig(method="uniform", keep_ratio=BUDGETS[k]))
+        assert u["sets"][u["set"][k]] == tokens_json(result)
+
+
+@pytest.mark.core
 def test_the_page_words_come_from_python(site):
     from sttm_viz.handlers import METHOD_MENU
 
@@ -117,7 +134,7 @@ def test_the_page_words_come_from_python(site):
     assert config["help"] == guide.HELP and config["labels"] == guide.LABELS
     assert config["methods"] == METHOD_MENU and config["modes"] == guide.MODES
     assert config["presets"] == {k: list(v) for k, v in guide.PRESETS.items()}
-    assert set(config["absent_methods"]) == {"Uniform pooling", "FastV"}
+    assert set(config["absent_methods"]) == {"FastV"}
     assert [v["title"] for v in config["videos"]] == ["Fast motion", "Static scene"]
     for name in ("Chat", "Time to first token", "QA accuracy"):
         assert "needs a model" in config["model_panels"][name]
@@ -261,6 +278,9 @@ def test_static_inspector_opens_on_a_click(page):
 
 @pytest.mark.browser
 def test_static_budget_mode_reaches_the_budget(page):
+    from sttm_core import STTMConfig
+    from sttm_core.methods import reduce_tokens
+
     tau_s = page.locator("#sttm-tau-s input[type=range]")
     assert not page.locator("#sttm-budget").is_visible() and not tau_s.is_disabled()
     page.get_by_label("Token budget").check()
@@ -287,6 +307,15 @@ def test_static_budget_mode_reaches_the_budget(page):
     current = page.evaluate("STTM.app.current")
     assert abs(shown_tokens(page) / total - current["keep"]) < 1e-5
     assert page.locator("#sttm-mode input").first.is_disabled()  # baselines keep the budget
+    page.locator("#sttm-method select").select_option("Uniform pooling")  # precomputed tokens
+    page.wait_for_function("() => STTM.app.current.kind === 'served'")
+    uniform = reduce_tokens(merger, STTMConfig(method="uniform", keep_ratio=0.5))
+    assert shown_tokens(page) == uniform.num_tokens
+    assert "Uniform pooling at 50%" in page.inner_text(".sttm-settings")
+    set_number(page, "sttm-budget", 0.2)
+    page.wait_for_function("() => STTM.app.current.kind === 'served' && STTM.app.served.budget === 0.2")
+    uniform = reduce_tokens(merger, STTMConfig(method="uniform", keep_ratio=0.2))
+    assert shown_tokens(page) == uniform.num_tokens
     page.locator("#sttm-method select").select_option("STTM")
     page.get_by_label("Thresholds").check()
     page.wait_for_function("() => !document.querySelector('#sttm-tau-s input[type=range]').disabled")

@@ -7,7 +7,9 @@ video's payload.json (what the app's `load` sends). A control moved calls STTM.a
 JavaScript does (control, controlState, budgetMoved); their Gradio-style updates
 ({__type__: "update", value, interactive, info, visible}) are applied to the controls here;
 a value set that way fires the control's listeners, as Gradio's .change does. The page asks
-`requestServer` for budget tables: they come from the video's tables.json (computed at export).
+`requestServer` for what the app's server sends (handlers.sync): budget tables come from the
+video's tables.json, the uniform-pooling baseline's tokens from its uniform.json (both computed
+at export).
 */
 (function (root) {
   "use strict";
@@ -54,9 +56,9 @@ a value set that way fires the control's listeners, as Gradio's .change does. Th
     ctl.number = h("input", { type: "number", min, max, step, value });
     row.append(ctl.range, ctl.number);
     ctl.range.addEventListener("input", () => ctl.set({ value: Number(ctl.range.value) }, true));
-    ctl.number.addEventListener("change", () => {
-      const v = Number(ctl.number.value);
-      if (Number.isFinite(v)) ctl.set({ value: Math.min(max, Math.max(min, v)) }, true);
+    ctl.number.addEventListener("change", () => { // a typed value snaps to the slider's steps
+      const v = Number(ctl.number.value), snapped = Number((Math.round(v / step) * step).toFixed(6));
+      if (Number.isFinite(v)) ctl.set({ value: Math.min(max, Math.max(min, snapped)) }, true);
     });
   }
 
@@ -213,14 +215,36 @@ a value set that way fires the control's listeners, as Gradio's .change does. Th
       app.loading(null);
     },
 
-    /** What the app's server would send (handlers.sync): the video's budget tables. */
+    /** What the app's server would send (handlers.sync) for the page's current need: the
+     * video's budget tables ("table|root|temporal") or a baseline's tokens ("tokens|uniform|b"). */
     async serve() {
-      const app = STTM.app, video = this.video;
-      if (!video || !app.current || !app.current.need || !app.current.need.startsWith("table|")) return;
-      if (!this.tables[video.name]) this.tables[video.name] = fetch(video.tables).then((r) => r.json());
-      const message = await this.tables[video.name];
+      const app = STTM.app, video = this.video, need = app.current && app.current.need;
+      if (!video || !need) return;
+      let message = null;
+      try {
+        if (need.startsWith("table|")) message = await this.file(video, "tables");
+        else if (need.startsWith("tokens|uniform|")) {
+          const u = await this.file(video, "uniform"), budget = Number(need.split("|")[2]);
+          const k = Math.max(0, Math.min(u.budgets.length - 1, Math.round((budget - u.budgets[0]) / 0.01)));
+          message = { video: u.video, tables: [], tokens: { ...u.sets[u.set[k]], budget } };
+        }
+      } catch (err) { app.loading(`Could not load this video's precomputed data: ${err}`); return; }
+      if (!message) return;
       app.receive(message);
       this.controlState(); // as ui.py's served.change: the automatic τS / τT onto the sliders
+    },
+
+    /** One of the video's precomputed files (tables, uniform), fetched once. */
+    file(video, which) {
+      const key = `${video.name}|${which}`;
+      if (!this.tables[key]) {
+        this.tables[key] = fetch(video[which]).then((r) => {
+          if (!r.ok) throw new Error(`${video[which]}: HTTP ${r.status}`);
+          return r.json();
+        });
+        this.tables[key].catch(() => { delete this.tables[key]; }); // a later need tries again
+      }
+      return this.tables[key];
     },
   };
 
