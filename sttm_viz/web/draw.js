@@ -135,6 +135,36 @@ The visual code (the same on the map, the all-frames grid and the chains plot):
     return parts.join("");
   }
 
+  // --- cheap redraws: a slider move must not make the browser lay the page out more than once --
+  /** el.innerHTML = html, unless it already is: an unchanged note costs no parse, no layout. */
+  function setHTML(el, html) {
+    if (el.__sttmHTML === html) return;
+    el.__sttmHTML = html;
+    el.innerHTML = html;
+  }
+
+  // widths read while drawing come from a ResizeObserver, not from el.clientWidth (which forces
+  // a layout when the page has just been changed: once per view and move on a slow phone)
+  const widths = new WeakMap();
+  let sizer = null;
+  /** el's clientWidth as of the last layout; a change redraws every view. */
+  function widthOf(el) {
+    if (!widths.has(el)) {
+      sizer = sizer || new ResizeObserver((entries) => {
+        let changed = false;
+        for (const e of entries) {
+          const w = e.target.clientWidth;
+          changed = changed || w !== widths.get(e.target);
+          widths.set(e.target, w);
+        }
+        if (changed && STTM.app) STTM.app.render("resize");
+      });
+      widths.set(el, el.clientWidth);
+      sizer.observe(el);
+    }
+    return widths.get(el);
+  }
+
   Object.assign(STTM, { SIZE_PALETTE, SIZE_NAMES, sizeLevel, sizeColour, chainColour, fmtSim, edges,
-                        drawFrame, legendHTML });
+                        drawFrame, legendHTML, setHTML, widthOf });
 })(typeof window !== "undefined" ? window : globalThis);

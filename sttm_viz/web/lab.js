@@ -102,7 +102,7 @@ frames (plots.js), drawn when shown. */
     const tk = app.tokens, ev = app.ev;
     root.classList.toggle("sttm-empty", !ev);
     if (!ev) {
-      root.querySelector(".sttm-settings").textContent = app.loadingNote || "Pick an example (right) or upload a video: its tokens appear here.";
+      STTM.setHTML(root.querySelector(".sttm-settings"), esc(app.loadingNote || "Pick an example (right) or upload a video: its tokens appear here."));
       return;
     }
     const T = ev.T;
@@ -110,7 +110,7 @@ frames (plots.js), drawn when shown. */
     renderPipeline(app, root);
     renderSettings(app, root.querySelector(".sttm-settings"));
     const ex = app.payload.example;
-    root.querySelector(".sttm-example").innerHTML = ex ? `<b>${esc(ex.title)}</b> — ${esc(ex.look)}` : "";
+    STTM.setHTML(root.querySelector(".sttm-example"), ex ? `<b>${esc(ex.title)}</b> — ${esc(ex.look)}` : "");
     ui.frame.max = String(T - 1);
     ui.frame.value = String(app.view.frame);
     root.querySelector('[data-act="play"]').textContent = app.view.playing ? "❚❚" : "▶";
@@ -125,7 +125,7 @@ frames (plots.js), drawn when shown. */
       for (let s = 0; s < tk.numSpatial; s++) if (b[5 * s] === app.view.frame) areas.push((b[5 * s + 3] - b[5 * s + 1]) * (b[5 * s + 4] - b[5 * s + 2]));
     }
     const hasDropped = !!(tk && tk.served === "fastv");
-    root.querySelector(".sttm-legend").innerHTML = STTM.legendHTML(tk ? app.view.step : 1, app.view.colourBy, areas, hasDropped);
+    STTM.setHTML(root.querySelector(".sttm-legend"), STTM.legendHTML(tk ? app.view.step : 1, app.view.colourBy, areas, hasDropped));
     if (reason !== "image") renderInspector(app, root.querySelector(".sttm-inspector"));
   }
 
@@ -134,14 +134,14 @@ frames (plots.js), drawn when shown. */
     const served = tk && tk.served;
     const b = root.querySelectorAll(".sttm-step");
     const fr = app.payload.token_frames;
-    b[0].innerHTML = `<b>${num(total)}</b> patches<small>${fr} frames × ${ev.H}×${ev.W}</small>`;
-    if (!tk) { b[1].innerHTML = "<b>…</b>"; b[2].innerHTML = "<b>…</b>"; }
+    STTM.setHTML(b[0], `<b>${num(total)}</b> patches<small>${fr} frames × ${ev.H}×${ev.W}</small>`);
+    if (!tk) { STTM.setHTML(b[1], "<b>…</b>"); STTM.setHTML(b[2], "<b>…</b>"); }
     else if (served) {
-      b[1].innerHTML = `<b>${num(tk.numSpatial - (served === "fastv" ? total - tk.numTokens : 0))}</b> boxes<small>${esc(app.labels[served] || served)}</small>`;
-      b[2].innerHTML = `<b>${num(tk.numTokens)}</b> tokens<small>${pct(tk.numTokens / total)} kept</small>`;
+      STTM.setHTML(b[1], `<b>${num(tk.numSpatial - (served === "fastv" ? total - tk.numTokens : 0))}</b> boxes<small>${esc(app.labels[served] || served)}</small>`);
+      STTM.setHTML(b[2], `<b>${num(tk.numTokens)}</b> tokens<small>${pct(tk.numTokens / total)} kept</small>`);
     } else {
-      b[1].innerHTML = `<b>${num(tk.numSpatial)}</b> boxes<small>${pct(tk.numSpatial / total)} · merged in each frame</small>`;
-      b[2].innerHTML = `<b>${num(tk.numTokens)}</b> tokens<small>${pct(tk.numTokens / total)} kept · merged across frames</small>`;
+      STTM.setHTML(b[1], `<b>${num(tk.numSpatial)}</b> boxes<small>${pct(tk.numSpatial / total)} · merged in each frame</small>`);
+      STTM.setHTML(b[2], `<b>${num(tk.numTokens)}</b> tokens<small>${pct(tk.numTokens / total)} kept · merged across frames</small>`);
     }
     b.forEach((el) => el.classList.toggle("on", Number(el.dataset.step) === app.view.step));
   }
@@ -164,8 +164,8 @@ frames (plots.js), drawn when shown. */
       what = `FastV at ${Math.round(100 * s.budget)}%: keeps the patches the last question's final token attends to most; the rest are dropped`;
     } else what = `${s.method === "sttm" ? "STTM" : app.labels[s.method]} at a ${Math.round(100 * s.budget)}% budget`;
     const notes = [...(app.payload.notes || [])];
-    el.innerHTML = `${esc(what)} · features: ${esc(app.payload.source)}` +
-      notes.map((n) => `<div class="sttm-note">${esc(n)}</div>`).join("");
+    STTM.setHTML(el, `${esc(what)} · features: ${esc(app.payload.source)}` +
+      notes.map((n) => `<div class="sttm-note">${esc(n)}</div>`).join(""));
   }
 
   function uniformGrid(tk) {
@@ -190,7 +190,7 @@ frames (plots.js), drawn when shown. */
     const wrap = ui.canvas.parentElement;
     const img = app.images[0];
     const aspect = img && img.naturalWidth ? img.naturalHeight / img.naturalWidth : app.ev.H / app.ev.W;
-    const maxW = Math.max(200, wrap.clientWidth || 520), maxH = 420;
+    const maxW = Math.max(200, STTM.widthOf(wrap) || 520), maxH = 420;
     const w = Math.round(Math.min(maxW, maxH / aspect));
     return [w, Math.round(w * aspect)];
   }
@@ -255,7 +255,7 @@ frames (plots.js), drawn when shown. */
   function renderInspector(app, el) {
     const sel = app.view.selected, tk = app.tokens, ev = app.ev;
     if (!sel || !tk) {
-      el.innerHTML = `<div class="sttm-hint"><b>Click a token on the map</b> to see why it is what it is: the similarities of its box to its quarters against τS, and to the boxes at the same place in the previous and next frames against τT.</div>`;
+      STTM.setHTML(el, `<div class="sttm-hint"><b>Click a token on the map</b> to see why it is what it is: the similarities of its box to its quarters against τS, and to the boxes at the same place in the previous and next frames against τT.</div>`);
       return;
     }
     const k = (sel.t * tk.H + sel.y) * tk.W + sel.x;
@@ -268,9 +268,9 @@ frames (plots.js), drawn when shown. */
       html += `<div>It stands for <b>${tk.numPatches[token]}</b> patches over frames ${tk.first[token] + 1}–${tk.last[token] + 1} (${span} frame${span > 1 ? "s" : ""}).` +
         (tk.first[token] < t ? ` <b>Carried over</b>: the model got it at frame ${tk.first[token] + 1}.` : " <b>New here</b>: the model gets it in this frame.") + `</div>`;
     }
-    if (tk.served) { el.innerHTML = html + servedWhy(app, tk); return; }
+    if (tk.served) { STTM.setHTML(el, html + servedWhy(app, tk)); return; }
     html += spatialWhy(app, tk, s) + temporalWhy(app, tk, s);
-    el.innerHTML = html;
+    STTM.setHTML(el, html);
   }
 
   function hasBoxIn(tk, token, t) {

@@ -17,6 +17,22 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
     return ctx;
   }
 
+  /** A view's render that draws now when `el` is on (or near) the screen and otherwise when it
+   * scrolls into view: on a phone the plots below the fold cost a slider move nothing. Until the
+   * first IntersectionObserver report it draws whenever `el` is displayed. */
+  function whenOnScreen(el, draw) {
+    let onScreen = null, stale = false;
+    new IntersectionObserver((entries) => {
+      onScreen = entries[entries.length - 1].isIntersecting;
+      if (onScreen && stale) { stale = false; draw(); }
+    }, { rootMargin: "200px 0px" }).observe(el);
+    return () => {
+      if (onScreen === false || (onScreen === null && !STTM.isShown(el))) { stale = true; return; }
+      stale = false;
+      draw();
+    };
+  }
+
   // --- chains over time --------------------------------------------------------------------------
   STTM.mountChains = function (panel) {
     panel.innerHTML = `<div class="sttm-plot-note">Each bar is one token, from the first to the last frame it covers (y: where its box sits, row by row). Long bars: parts merged across frames; the orange bars on top: new tokens per frame. Hover a bar to find its token on the map; click to inspect it.</div>
@@ -48,7 +64,7 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
         if (f >= 0 && f < app.tokens.T) { app.stopPlaying(); app.setView({ frame: f }); }
       }
     });
-    app.register({ render: (a) => { if (STTM.isShown(panel)) drawChains(a, panel, canvas, state); } });
+    app.register({ render: whenOnScreen(panel, () => drawChains(app, panel, canvas, state)) });
   };
 
   function clampFrame(app, frame, token) {
@@ -64,7 +80,7 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
 
   function drawChains(app, panel, canvas, state) {
     const tk = app.tokens;
-    const w = Math.max(300, panel.clientWidth - 4), h = 230;
+    const w = Math.max(300, STTM.widthOf(panel) - 4), h = 230;
     const ctx = sizeCanvas(canvas, w, h);
     ctx.clearRect(0, 0, w, h);
     if (!tk) return;
@@ -120,8 +136,8 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
     ctx.textAlign = "left";
     canvas.dataset.tokens = String(tk.numTokens);
     canvas.dataset.frame = String(app.view.frame);
-    panel.querySelector(".sttm-legend").innerHTML = STTM.legendHTML(2, app.view.colourBy, state.areas, false)
-      + `<span class="sttm-key"><i style="background:rgba(0,120,255,0.25)"></i>current frame</span>`;
+    STTM.setHTML(panel.querySelector(".sttm-legend"), STTM.legendHTML(2, app.view.colourBy, state.areas, false)
+      + `<span class="sttm-key"><i style="background:rgba(0,120,255,0.25)"></i>current frame</span>`);
   }
 
   function chainAt(app, state, canvas, e) {
@@ -154,7 +170,7 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
       const t = row * L.cols + col;
       if (col < L.cols && t < app.ev.T) { app.stopPlaying(); app.setView({ frame: t }); }
     });
-    app.register({ render: (a) => { if (STTM.isShown(panel)) drawGrid(a, panel, canvas, state); } });
+    app.register({ render: whenOnScreen(panel, () => drawGrid(app, panel, canvas, state)) });
   };
 
   function drawGrid(app, panel, canvas, state) {
@@ -162,7 +178,7 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
     if (!ev) return;
     const T = ev.T, gap = 4;
     const cols = Math.min(T, 8), rows = Math.ceil(T / cols);
-    const width = Math.max(300, panel.clientWidth - 4);
+    const width = Math.max(300, STTM.widthOf(panel) - 4);
     const tw = Math.floor((width - gap * (cols - 1)) / cols);
     const img = app.images[0];
     const th = Math.round(tw * (img && img.naturalWidth ? img.naturalHeight / img.naturalWidth : ev.H / ev.W));
@@ -184,7 +200,7 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
     }
     const areas = [];
     if (tk) for (let s = 0; s < tk.numSpatial; s++) areas.push((tk.spatialBoxes[5 * s + 3] - tk.spatialBoxes[5 * s + 1]) * (tk.spatialBoxes[5 * s + 4] - tk.spatialBoxes[5 * s + 2]));
-    panel.querySelector(".sttm-legend").innerHTML = STTM.legendHTML(tk ? app.view.step : 1, app.view.colourBy, areas, tk && tk.served === "fastv");
+    STTM.setHTML(panel.querySelector(".sttm-legend"), STTM.legendHTML(tk ? app.view.step : 1, app.view.colourBy, areas, tk && tk.served === "fastv"));
   }
 
   // --- threshold histograms with the keep-ratio curve --------------------------------------------
@@ -195,7 +211,7 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
     el.innerHTML = `<div class="sttm-hist"><canvas></canvas><div class="sttm-hist-note"></div></div>`;
     const canvas = el.querySelector("canvas"), note = el.querySelector(".sttm-hist-note");
     const state = { which, curveKey: "", curve: null, pending: null };
-    STTM.app.register({ render: (a) => drawHistogram(a, el, canvas, note, state) });
+    STTM.app.register({ render: whenOnScreen(el, () => drawHistogram(STTM.app, el, canvas, note, state)) });
   };
 
   /** The values a histogram shows, sorted; cached by what they depend on (the evidence and
@@ -226,7 +242,7 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
 
   function drawHistogram(app, el, canvas, note, state) {
     const ev = app.ev;
-    const w = Math.max(200, el.clientWidth - 2), h = 70;
+    const w = Math.max(200, STTM.widthOf(el) - 2), h = 70;
     const ctx = sizeCanvas(canvas, w, h);
     ctx.clearRect(0, 0, w, h);
     if (!ev) { note.textContent = ""; return; }
@@ -304,7 +320,8 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
   }
 
   /** [[threshold, keep ratio]] over [lo, hi] with the other threshold and root fixed; computed
-   * in small slices after the map is drawn, so a slider never waits for it. */
+   * in small slices once the sliders rest, so a slider never waits for it (on a slow phone a
+   * merge takes a few ms: a finger's next move lands between two of them). */
   function keepCurve(app, state, lo, hi) {
     const tk = app.tokens, ev = app.ev;
     if (!tk || tk.served || tk.tauS === undefined) return null;
@@ -318,7 +335,7 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
     let k = 0;
     const work = () => {
       if (state.curve !== curve) return; // settings moved on: a newer curve is being made
-      const until = performance.now() + 8;
+      const until = performance.now() + 4;
       while (k < xs.length && performance.now() < until) {
         const r = state.which === "spatial" ? STTM.merge(ev, xs[k], other, tk.root) : STTM.merge(ev, other, xs[k], tk.root);
         curve.points.push([xs[k], r.numTokens / total]);
@@ -327,7 +344,7 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
       if (k < xs.length) setTimeout(work, 16);
       else { curve.done = true; app.render("curve"); }
     };
-    setTimeout(work, 120);
+    setTimeout(work, 250);
     return null;
   }
 })(typeof window !== "undefined" ? window : globalThis);
