@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -22,7 +23,7 @@ from sttm_core.methods import METHODS
 from . import guide
 from .payload import tokens_json, video_payload
 from .session import (DEFAULT_ROOTS, Controls, Session, UserError, VideoFeatures, check_flag,
-                      check_number)
+                      check_number, short_repr)
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +39,12 @@ def controls_from(session: Session | None, mode: str, tau_s, tau_t, temporal, bu
     """The page's control values (labels as shown) as Controls for this session's video.
     Each value is checked (an API call may send anything); a UserError says which is wrong."""
     choices = session.root_choices if session else DEFAULT_ROOTS
-    if root in choices:
-        level = choices.index(root)
-    elif session is None or session.video is None:  # no video (yet, or any more): the default
-        level = 1
-    else:
-        raise UserError(f"Root grid must be one of this video's: {', '.join(choices)} "
-                        f"(got {root!r}).")
+    level = root_level(root, choices)
+    if level is None:
+        if session is not None and session.video is not None:
+            raise UserError(f"Root grid must be a grid such as {choices[-1]} (this video's: "
+                            f"{', '.join(choices)}; got {short_repr(root)}).")
+        level = 1  # no video (yet, or any more): the default
     top_layer = max(session.engine.num_layers - 1, 1) if session else math.inf
     return Controls(mode=_choice("Mode", mode, guide.MODES),
                     tau_s=check_number("τS", tau_s, *TAU_RANGE),
@@ -54,6 +54,29 @@ def controls_from(session: Session | None, mode: str, tau_s, tau_t, temporal, bu
                     root_level=level,
                     merge_layer=int(check_number("Merge layer", layer, 0, top_layer, whole=True)),
                     method=_choice("Method", method, METHOD_MENU))
+
+
+_GRID = re.compile(r"\s*(\d{1,5})\s*[×xX]\s*(\d{1,5})\s*")
+
+
+def root_level(root, choices: list[str]) -> int | None:
+    """The level (index in `choices`, coarse to fine) a root grid label stands for: its own,
+    or, for a grid this video's pyramid does not have (root grids are per video: a page, or a
+    load queued behind another, may still send the previous video's), the level nearest in
+    size (patches per frame, on a log scale; the coarser on a tie). No choice (None) gives
+    the default level; a value that is no grid at all gives None."""
+    if root is None:
+        return min(1, len(choices) - 1)
+    if not isinstance(root, str):
+        return None
+    if root in choices:
+        return choices.index(root)
+    wanted = _GRID.fullmatch(root)
+    if not wanted or 0 in (h := int(wanted[1]), w := int(wanted[2])):
+        return None
+    sizes = [_GRID.fullmatch(c) for c in choices]
+    return min(range(len(choices)), key=lambda k: abs(math.log(
+        int(sizes[k][1]) * int(sizes[k][2]) / (h * w))))
 
 
 def _choice(name: str, label, menu: dict) -> str:

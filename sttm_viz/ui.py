@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import re
 from importlib import resources
+from numbers import Real
 
 import gradio as gr
 
@@ -359,12 +361,41 @@ class _Blocks(gr.Blocks):
         return super().launch(*args, **kwargs)
 
     async def preprocess_data(self, block_fn, inputs, state, explicit_call=False):
+        inputs, as_sent = _acceptable(block_fn.inputs, inputs, state)
         try:
-            return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+            processed = await super().preprocess_data(block_fn, inputs, state, explicit_call)
         except gr.Error:
             raise
         except Exception as err:
             raise gr.Error(_unreadable(block_fn.inputs, inputs, err)) from err
+        for i, value in as_sent.items():
+            processed[i] = value
+        return processed
+
+
+# sliders the page writes automatic values into (the budget's thresholds): one it could not
+# hold (a typed 1.5, an old page's −1) is clamped into the slider's range, never refused
+CLAMPED_SLIDERS = ("sttm-tau-s", "sttm-tau-t")
+
+
+def _acceptable(blocks, values, state) -> tuple[list, dict]:
+    """(values Gradio accepts, {input index: value as sent}). Gradio refuses a Radio value
+    that is not one of the choices this session last saw; but the root grid's choices are per
+    video, so a page (or a load queued behind another) may still send the previous video's:
+    such a value goes to the handler as sent (handlers.controls_from maps a grid to this
+    video's nearest level and names anything else). A τ slider's number out of its range is
+    clamped."""
+    values, as_sent = list(values), {}
+    for i, (block, value) in enumerate(zip(blocks, values)):
+        if state is not None and block._id in state:
+            block = state[block._id]  # as this session's last updates left it
+        if isinstance(block, gr.Radio) and value is not None:
+            if value not in [choice for _, choice in block.choices]:
+                as_sent[i], values[i] = value, None  # Radio.preprocess(None) checks nothing
+        elif isinstance(block, gr.Slider) and block.elem_id in CLAMPED_SLIDERS:
+            if isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value):
+                values[i] = min(max(value, block.minimum), block.maximum)
+    return values, as_sent
 
 
 def _unreadable(blocks, values, err: Exception) -> str:

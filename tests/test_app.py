@@ -73,6 +73,30 @@ def test_load_sends_the_model_features_evidence(app):
     assert served["video"] == lab["id"] and served["tokens"] is None and served["tables"] == []
 
 
+def test_a_stale_root_grid_or_a_threshold_out_of_range_never_fails_a_call(app):
+    """Issues #20, 2 and #18, 1-2: the page sends the root grid it shows, which may be another
+    video's (a second load sent while the first runs, the 14×14 defaults on a model whose grid
+    is not 14×14): Gradio refused it ("Value: '4×4' … is not in the list of choices"). A τ the
+    page holds out of the slider's 0–1 (an old page's −1, a typed 1.5) failed every call."""
+    loaded, client = app
+    lab, root, *_ = load(client, root="4×4")  # the page's default, before any video
+    assert [c[0] for c in root["choices"]] == ["2×2", "3×4"] and root["value"] == "3×4"
+    for stale, tau_s, tau_t, level in [("4×4", 0.8, 0.6, 1), ("6×10", -1, 0.6, 1),
+                                       ("14×14", 1.5, -0.5, 1), ("2×3", 0.8, 1.01, 0)]:
+        lab, root, *_ = load(client, root=stale, tau_s=tau_s, tau_t=tau_t)
+        assert root["value"] == ["2×2", "3×4"][level]  # the nearest in size
+        assert lab["source"].startswith("layer-2 hidden states")
+        served = client.predict(*controls(root=stale, tau_s=tau_s, tau_t=tau_t,
+                                          mode="Token budget"), api_name="/sync")
+        assert served["video"] == lab["id"] and served["tables"][0]["root"] == level
+    assert client.predict(*controls(root="2×2", tau_s=-1), api_name="/sync")["video"] == lab["id"]
+    with pytest.raises(AppError, match=r"Root grid must be a grid such as 3×4 \(this video's: "
+                                       r"2×2, 3×4; got 'abc'\)"):
+        client.predict(*controls(root="abc"), api_name="/sync")
+    with pytest.raises(AppError, match=r"Mode must be one of Thresholds, Token budget"):
+        client.predict(*controls(mode="Budget"), api_name="/sync")
+
+
 def test_budget_and_baselines_come_from_the_server(app):
     loaded, client = app
     lab, *_ = load(client)

@@ -213,7 +213,8 @@ def test_wrong_inputs_get_specific_messages(url):
         ("/sync", controls(root, tau_s="x"), r"τS — spatial threshold must be a number"),
         ("/sync", controls(root, temporal="x"), r"Merge across frames must be true or false"),
         ("/sync", controls(root, budget=[0.3]), r"Token budget \(share kept\) must be a number"),
-        ("/sync", controls("9×9"), r"'9×9' .* not in the list of choices"),
+        ("/sync", controls("nine"), r"Root grid must be a grid such as \S+ \(this video's: "
+                                    r".*; got 'nine'\)"),
         ("/change_layer", controls(root, layer=1.5), r"Merge layer must be a whole number"),
         ("/change_layer", controls(root, layer=99), r"Value 99 is greater than maximum value 3"),
         ("/chat", ["Hi?", "junk", False, *controls(root)], r"Chat with the video must be a list"),

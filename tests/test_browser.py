@@ -212,6 +212,34 @@ def test_budget_mode_and_baselines_disable_what_does_not_apply(page):
     assert "every frame average-pooled to one" in page.inner_text(".sttm-settings")
 
 
+def pick_method(page, label: str):
+    page.locator("#sttm-method input").click()
+    page.get_by_role("option", name=label, exact=True).click()
+
+
+def test_a_baseline_and_back_leaves_every_server_call_working(page):
+    """Issue #18, 1 (the −1 trap): "Temporal only" wrote its budget's τS (−1: no spatial
+    merging) into the τS slider; back on STTM every server call then failed with "Value -1 is
+    less than minimum value 0.0" and the loading banner stayed up."""
+    tau_s = page.locator("#sttm-tau-s input[type=number]")
+    page.locator(".label-wrap", has_text="Your own video").click()
+    pick_method(page, "Temporal only")
+    page.wait_for_function("() => STTM.app.current.kind === 'merge'"
+                           " && STTM.app.current.source === 'budget'", timeout=120_000)
+    page.wait_for_function("() => /τS not used/.test("
+                           "document.querySelector('#sttm-tau-s').innerText)")
+    page.wait_for_timeout(300)  # any slider update the page sends has arrived
+    assert 0 <= float(tau_s.input_value()) <= 1
+    pick_method(page, "STTM")
+    page.wait_for_function("() => STTM.app.settings.method === 'sttm'")
+    assert 0 <= float(tau_s.input_value()) <= 1
+    pick_example(page, "Static scene")
+    page.wait_for_function("() => STTM.app.payload.video === 'static.mp4'", timeout=60_000)
+    page.wait_for_function("() => !STTM.app.loadingNote")
+    assert not page.locator(".toast-body.error").count(), page.locator(".toast-body").all_inner_texts()
+    assert 0 <= page.evaluate("STTM.app.settings.tauS") <= 1
+
+
 def test_one_frame_loads_plays_and_inspects(page):
     """Frames = 1: one token frame; the scrubber has a single position, the inspector says
     there is nothing to merge in time, the readout is merge_video_tokens' on that frame."""

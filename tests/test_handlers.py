@@ -98,6 +98,35 @@ def test_readouts_use_the_users_terms(session):
         "Uniform pooling at 30%"
 
 
+def test_a_root_grid_of_another_video_is_this_videos_nearest_level(session, monkeypatch):
+    """Issues #20, 2 and #18, 2: root grids are per video, and a page (or a load queued behind
+    another) may still send the previous video's; that used to fail every load ("Root grid
+    must be one of this video's…"). It now means the level nearest in size."""
+    def values(root):
+        return ("Thresholds", 0.9, 0.8, True, 0.3, root, 1, "STTM")
+
+    handlers.load(session, str(VIDEO), FRAMES, controls())  # pixels: 2×2, 4×4, 7×7, 14×14
+    for label, level in [("4×4", 1), ("3×5", 1), ("3x4", 1), ("2×3", 0), ("6×10", 2),
+                         ("8×8", 2), ("30×30", 3), ("1×1", 0), (None, 1)]:
+        assert handlers.controls_from(session, *values(label)).root_level == level, label
+    # a video whose grid is 6×10: another pyramid (as Qwen models give)
+    monkeypatch.setattr(session_module, "pixel_patch_features",
+                        lambda frames: pixel_patch_features(frames, grid=(6, 10)))
+    out = handlers.load(session, str(examples_dir() / "static.mp4"), FRAMES,
+                        handlers.controls_from(session, *values("7×7")))
+    assert out["root"]["choices"] == ["2×3", "3×5", "6×10"] and out["root"]["value"] == "6×10"
+    again = handlers.controls_from(session, *values("7×7"))  # the page still showed 7×7
+    assert again.root_level == 2
+    assert handlers.load(session, str(VIDEO), FRAMES, again)["root"]["value"] == "6×10"
+    assert handlers.controls_from(session, *values("4×4")).root_level == 1  # 3×5
+    assert handlers.sync(session, handlers.controls_from(
+        session, *values("14×14")[:5], "4×4", 1, "Temporal only"))["served"]["tables"]
+    # a tiny model's 3×3 grid: the default 4×4 is its 3×3
+    assert handlers.root_level("4×4", ["2×2", "3×3"]) == 1
+    assert handlers.root_level("14×14", ["2×2", "3×3"]) == 1
+    assert handlers.root_level("0×3", ["2×2", "3×3"]) is None
+
+
 def test_a_bad_video_keeps_the_session(session, tmp_path):
     handlers.load(session, str(VIDEO), FRAMES, controls())
     bad = tmp_path / "notes.mp4"
@@ -119,7 +148,9 @@ def test_a_bad_video_keeps_the_session(session, tmp_path):
     ("temporal", "yes", r"Merge across frames must be true or false \(got 'yes'\)"),
     ("mode", "Budget", r"Mode must be one of Thresholds, Token budget \(got 'Budget'\)"),
     ("method", None, r"Method must be one of STTM, Uniform pooling, .* \(got None\)"),
-    ("root", "3×4", r"Root grid must be one of this video's: 2×2, 4×4, 7×7, 14×14 \(got '3×4'\)"),
+    ("root", "abc", r"Root grid must be a grid such as 14×14 \(this video's: 2×2, 4×4, 7×7, "
+                    r"14×14; got 'abc'\)"),
+    ("root", 4, r"Root grid must be a grid such as 14×14"),
 ])
 def test_every_control_is_checked(session, name, value, message):
     """An API call can send anything: each wrong value is named, with what it should be."""

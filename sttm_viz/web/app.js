@@ -30,7 +30,8 @@ tagged with the video id they belong to.
         if (v === undefined || v === null) continue;
         if (k === "mode") next.mode = MODES[v] || v;
         else if (k === "method") next.method = this.methods[v] || v;
-        else if (k === "tauS" || k === "tauT" || k === "budget") next[k] = Number(v);
+        else if (k === "tauS" || k === "tauT") next[k] = clampTau(Number(v), this.settings[k]);
+        else if (k === "budget") next[k] = Number(v);
         else if (k === "temporal") next.temporal = Boolean(v);
         else next[k] = v;
       }
@@ -54,9 +55,13 @@ tagged with the video id they belong to.
       const tauTOff = !auto && !s.temporal;
       const tauT = auto ? upd({ interactive: false, info: autoInfo("τT", why, autoValues, "tauT") })
         : upd({ interactive: !tauTOff, info: tauTOff ? "off: merging across frames is off (tick the box above)" : STTM.help.tau_t });
-      if (auto && autoValues) {
-        if (autoValues.tauS !== null) tauS.value = autoValues.tauS;
-        if (autoValues.tauT !== null) tauT.value = autoValues.tauT;
+      if (auto && autoValues) { // only a threshold the slider can hold (−1 / 1.01: "not used")
+        if (isTau(autoValues.tauS)) tauS.value = autoValues.tauS;
+        if (isTau(autoValues.tauT)) tauT.value = autoValues.tauT;
+      }
+      if (!auto) { // back on the sliders: the page's values, always in [0, 1]
+        tauS.value = s.tauS;
+        tauT.value = s.tauT;
       }
       const tree = ["sttm", "spatial_only"].includes(s.method);
       return [upd({ interactive: !baseline, info: baseline ? "baselines always keep the token budget" : null }),
@@ -71,7 +76,7 @@ tagged with the video id they belong to.
       this.control({ budget });
       const values = this.autoThresholds();
       if (!values) return [{ __type__: "update" }, { __type__: "update" }];
-      const show = (name, v) => ({ __type__: "update", ...(v === null ? {} : { value: v }),
+      const show = (name, v) => ({ __type__: "update", ...(isTau(v) ? { value: v } : {}),
                                    info: autoInfo(name === "tauS" ? "τS" : "τT", "set by the budget", values, name) });
       return [show("tauS", values.tauS), show("tauT", values.tauT)];
     },
@@ -218,7 +223,19 @@ tagged with the video id they belong to.
   function autoInfo(name, why, values, key) {
     if (!values) return `${why}`;
     const v = values[key];
+    if (v !== null && !isTau(v)) return `${why} · ${name} not used`; // e.g. −1: no quadtree
     return `${why}: ${STTM.fmtSim(v)}`;
+  }
+
+  /** A value the τ sliders (0–1) can hold. The budget search may choose thresholds outside
+   * it (−1: merge everything / no spatial level; above 1: off), which must never reach a
+   * slider: Gradio refuses a value out of its range on every later server call. */
+  function isTau(v) { return typeof v === "number" && v >= 0 && v <= 1; }
+
+  /** A typed or stored τ, clamped into the sliders' range (NaN: the previous value). */
+  function clampTau(v, previous) {
+    if (Number.isNaN(v)) return previous;
+    return Math.min(1, Math.max(0, v));
   }
 
   /** Lazily, once visible: each view's render is cheap when it has nothing new to draw. */
