@@ -46,14 +46,31 @@ def controls_from(session: Session | None, mode: str, tau_s, tau_t, temporal, bu
                             f"{', '.join(choices)}; got {short_repr(root)}).")
         level = 1  # no video (yet, or any more): the default
     top_layer = max(session.engine.num_layers - 1, 1) if session else math.inf
-    return Controls(mode=_choice("Mode", mode, guide.MODES),
-                    tau_s=check_number("τS", tau_s, *TAU_RANGE),
-                    tau_t=check_number("τT", tau_t, *TAU_RANGE),
-                    temporal=check_flag("Merge across frames", temporal),
-                    budget=check_number("Token budget", budget, *BUDGET_RANGE),
-                    root_level=level,
-                    merge_layer=int(check_number("Merge layer", layer, 0, top_layer, whole=True)),
-                    method=_choice("Method", method, METHOD_MENU))
+    controls = Controls(mode=_choice("Mode", mode, guide.MODES),
+                        tau_s=check_number("τS", tau_s, *TAU_RANGE),
+                        tau_t=check_number("τT", tau_t, *TAU_RANGE),
+                        temporal=check_flag("Merge across frames", temporal),
+                        budget=check_number("Token budget", budget, *BUDGET_RANGE),
+                        root_level=level,
+                        merge_layer=int(check_number("Merge layer", layer, 0, top_layer,
+                                                     whole=True)),
+                        method=_choice("Method", method, METHOD_MENU))
+    _check_method(controls, session)
+    return controls
+
+
+def _check_method(controls: Controls, session: Session | None) -> None:
+    """A query-aware baseline (FastV) ranks tokens by the question's attention inside the
+    model: without one it cannot run, and it needs a layer before the merge layer."""
+    method = METHODS[controls.method]
+    if not method.query_aware:
+        return
+    if session is not None and not session.engine.has_model:
+        raise UserError(f"{method.label} needs a model: it keeps the tokens a question attends "
+                        f"to inside the model. {session.engine.why_no_model}")
+    if controls.merge_layer < 1:
+        raise UserError(f"{method.label} ranks tokens by the attention of the layer before the "
+                        "merge layer: set the merge layer to 1 or more.")
 
 
 _GRID = re.compile(r"\s*(\d{1,5})\s*[×xX]\s*(\d{1,5})\s*")

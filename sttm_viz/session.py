@@ -86,6 +86,9 @@ class Engine:
     _sessions: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _cached: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # browsers (Gradio session hashes) that held a video here, most recent last: Gradio may
+    # forget a browser's state (idle for an hour, or beyond its record limit) without a word
+    _browsers: OrderedDict = field(default_factory=OrderedDict, repr=False)
     # budget tables are computed here, one at a time, ahead of need (they take seconds)
     background: ThreadPoolExecutor | None = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="sttm-tables"),
@@ -103,6 +106,16 @@ class Engine:
         own = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
         return Engine(**{**own, "background": None})
 
+    def new_session(self, browser: str | None = None) -> "Session":
+        """A session for a browser whose state Gradio holds none of: new, or one whose video
+        this app held and has forgotten, which is told so on its next event (not "load a
+        video first" as if it never had one)."""
+        session = Session(self, browser=browser)
+        with self._lock:
+            if browser is not None and browser in self._browsers:
+                session.closed = FORGOTTEN.format(self.max_sessions)
+        return session
+
     @contextmanager
     def serving(self, session: "Session"):
         """One event of `session` (a reply's whole stream included): meanwhile it is in use;
@@ -115,6 +128,11 @@ class Engine:
             with self._lock:
                 session.busy -= 1
                 _most_recent(self._sessions, session)
+                if session.video is not None and session.browser is not None:
+                    self._browsers.pop(session.browser, None)
+                    self._browsers[session.browser] = None
+                    while len(self._browsers) > BROWSERS_REMEMBERED:
+                        self._browsers.popitem(last=False)
                 for old in _idle_beyond(self._sessions, self.max_sessions,
                                         lambda s: s.video is not None):
                     self._cached.pop(id(old), None)
@@ -164,6 +182,12 @@ class Engine:
     @property
     def model_name(self) -> str:
         return Path(self.loaded.name).name if self.loaded else ""
+
+
+BROWSERS_REMEMBERED = 100_000  # session hashes (a few MB at most)
+FORGOTTEN = ("This session's video is gone: the app forgets a session idle for an hour, or "
+             "when many newer ones came after it (it keeps the {} most recently used). Load a "
+             "video to start again.")
 
 
 def _most_recent(registry: OrderedDict, session: "Session") -> None:
@@ -261,6 +285,7 @@ class Session:
     fastv: MergeResult | None = None    # FastV's tokens of the last question (query-aware)
     busy: int = 0                       # events of this session running now (Engine.serving)
     closed: str = ""                    # why its video was dropped (Engine limits), if it was
+    browser: str | None = None          # the browser session it serves (Gradio's hash)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     # --- to a GPU worker and back (ZeroGPU; sttm_viz.gpu) ----------------------------------------

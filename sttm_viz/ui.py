@@ -255,19 +255,19 @@ def _on_cuda(engine: Engine) -> bool:
 
 def _upload_or_example(load_fn, examples: dict, engine: Engine):
     """The Load button: the uploaded video, or else the example picked (e.g. with new frames)."""
-    def load_video(state, video, title, frames, *values):
+    def load_video(request: gr.Request, state, video, title, frames, *values):
         if not video and title in examples:
             video = str(engine.examples_dir / f"{examples[title].name}.mp4")
-        return load_fn(state, video, frames, *values)
+        return load_fn(request, state, video, frames, *values)
     return load_video
 
 
 def _from_example(load_fn, examples: dict, engine: Engine):
-    def load_example(state, title, frames, *values):
+    def load_example(request: gr.Request, state, title, frames, *values):
         if title not in examples:
             raise gr.Error("Pick an example from the list.")
         path = str(engine.examples_dir / f"{examples[title].name}.mp4")
-        return load_fn(state, path, frames, *values)
+        return load_fn(request, state, path, frames, *values)
     return load_example
 
 
@@ -303,8 +303,8 @@ def _handler(engine: Engine, fn, outputs: tuple[str, ...], *, controls: bool = T
                 yield from fn(session, *inputs, **options())
         work_stream = in_worker(engine, gpu, fn.__name__, work_stream)
 
-        def stream(state, *args):
-            session = state if state is not None else Session(engine)
+        def stream(request: gr.Request, state, *args):
+            session = state if state is not None else engine.new_session(_browser(request))
             with _errors(fn), engine.serving(session):
                 for result in work_stream(session, *inputs_of(session, args)):
                     yield ordered(session, result)
@@ -316,12 +316,17 @@ def _handler(engine: Engine, fn, outputs: tuple[str, ...], *, controls: bool = T
             return fn(session, *inputs, **options())
     work = in_worker(engine, gpu, fn.__name__, work)
 
-    def single(state, *args):
-        session = state if state is not None else Session(engine)
+    def single(request: gr.Request, state, *args):
+        session = state if state is not None else engine.new_session(_browser(request))
         with _errors(fn), engine.serving(session):
             return ordered(session, work(session, *inputs_of(session, args)))
     single.__name__ = fn.__name__
     return single
+
+
+def _browser(request: gr.Request | None) -> str | None:
+    """The browser session an event comes from (Gradio's session hash)."""
+    return getattr(request, "session_hash", None)
 
 
 class _errors:

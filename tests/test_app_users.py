@@ -156,6 +156,35 @@ def test_sessions_beyond_the_cap_are_closed_with_a_message(qwen, serve):
         b.predict(*controls(roots[1], layer=1), api_name="/change_layer")
 
 
+def test_a_session_gradio_forgot_is_told_so(serve):
+    """Gradio keeps 4 x --max-sessions browser sessions' records and drops the oldest without a
+    word; that browser's next event says its video is gone (not "load a video first", and not
+    a silent wait), and loading again works."""
+    url = serve(Engine(None, "no model here (test).", max_sessions=1), FRAMES)
+    forgotten = Client(url, verbose=False)
+    load(forgotten, examples_dir() / "static.mp4", layer=0)
+    for _ in range(4):  # four newer sessions fill the records
+        load(Client(url, verbose=False), examples_dir() / "camera_pan.mp4", layer=0)
+    gone = "video is gone: the app forgets a session idle for an hour, or when many newer"
+    with pytest.raises(AppError, match=gone):
+        forgotten.predict(*controls(mode="Token budget", layer=0), api_name="/sync")
+    with pytest.raises(AppError, match=gone):  # also after its first message
+        forgotten.predict("Hello?", [], False, *controls(layer=0), api_name="/chat")
+    assert load(forgotten, examples_dir() / "static.mp4", layer=0)[0]["video"] == "static.mp4"
+    fresh = Client(url, verbose=False)  # a browser that never loaded: the usual word
+    with pytest.raises(AppError, match="Load a video first"):
+        fresh.predict("Hello?", [], False, *controls(layer=0), api_name="/chat")
+
+
+def test_fastv_without_a_model_says_it_needs_one(serve):
+    client = Client(serve(Engine(None, "no model here (test)."), FRAMES), verbose=False)
+    load(client, examples_dir() / "static.mp4", layer=0)
+    with pytest.raises(AppError, match="FastV needs a model: it keeps the tokens a question"):
+        client.predict(*controls(method="FastV", layer=0), api_name="/sync")
+    with pytest.raises(AppError, match="FastV needs a model"):
+        load(client, examples_dir() / "static.mp4", method="FastV", layer=0)
+
+
 def resident_mb() -> float:
     """This process's resident memory after collecting garbage and returning freed heap."""
     gc.collect()

@@ -102,8 +102,8 @@ def test_wrong_input_is_refused_before_asking_for_a_gpu(space):
     zerogpu.CALLS.clear()
     with pytest.raises(AppError, match="Load a video first"):
         Client(client.src, verbose=False).predict("Hi?", [], False, *controls(), api_name="/chat")
-    with pytest.raises(AppError, match="1.5"):
-        client.predict(handle_file(str(EXAMPLE)), None, FRAMES, *controls(tau_s=1.5),
+    with pytest.raises(AppError, match="Merge layer must be a whole number"):
+        client.predict(handle_file(str(EXAMPLE)), None, FRAMES, *controls(layer=1.5),
                        api_name="/load")
     assert zerogpu.CALLS == []
 
