@@ -95,14 +95,30 @@ frames (plots.js), drawn when shown. */
     STTM.mountGrid(rootEl.querySelector('[data-panel="grid"]'));
     app.register({ render: (a, reason) => renderLab(a, ui, reason) });
     new ResizeObserver(() => app.render("resize")).observe(rootEl);
+    followSliders(app);
   };
+
+  // the threshold sliders by their page ids (sttm_viz/ui.py): the lab re-merges on the range's
+  // own input event. Gradio hands a moved slider to its `change` listeners a frame later; its
+  // call that follows finds the same value and draws nothing.
+  const SLIDERS = { "sttm-tau-s": "tauS", "sttm-tau-t": "tauT" };
+  function followSliders(app) {
+    if (STTM.followingSliders) return;
+    STTM.followingSliders = true;
+    document.addEventListener("input", (e) => {
+      const range = e.target;
+      if (!range || range.type !== "range" || !range.closest) return;
+      const block = range.closest(Object.keys(SLIDERS).map((id) => `#${id}`).join(","));
+      if (block) app.control({ [SLIDERS[block.id]]: Number(range.value) });
+    }, true);
+  }
 
   function renderLab(app, ui, reason) {
     const root = ui.rootEl;
     const tk = app.tokens, ev = app.ev;
     root.classList.toggle("sttm-empty", !ev);
     if (!ev) {
-      STTM.setHTML(root.querySelector(".sttm-settings"), esc(app.loadingNote || "Pick an example (right) or upload a video: its tokens appear here."));
+      STTM.setHTML(root.querySelector(".sttm-settings"), esc(app.loadingNote || "Pick an example video or upload your own: its tokens appear here."));
       return;
     }
     const T = ev.T;
@@ -255,7 +271,7 @@ frames (plots.js), drawn when shown. */
   function renderInspector(app, el) {
     const sel = app.view.selected, tk = app.tokens, ev = app.ev;
     if (!sel || !tk) {
-      STTM.setHTML(el, `<div class="sttm-hint"><b>Click a token on the map</b> to see why it is what it is: the similarities of its box to its quarters against τS, and to the boxes at the same place in the previous and next frames against τT.</div>`);
+      STTM.setHTML(el, `<div class="sttm-hint"><b>${touch() ? "Tap" : "Click"} a token on the map</b> to see why it is what it is: the similarities of its box to its quarters against τS, and to the boxes at the same place in the previous and next frames against τT.</div>`);
       return;
     }
     const k = (sel.t * tk.H + sel.y) * tk.W + sel.x;
@@ -272,6 +288,9 @@ frames (plots.js), drawn when shown. */
     html += spatialWhy(app, tk, s) + temporalWhy(app, tk, s);
     STTM.setHTML(el, html);
   }
+
+  /** A finger, not a mouse, is the main pointer (a phone): the hints say "tap". */
+  function touch() { return typeof matchMedia === "function" && matchMedia("(pointer: coarse)").matches; }
 
   function hasBoxIn(tk, token, t) {
     for (let s = 0; s < tk.numSpatial; s++) if (tk.spatialBoxes[5 * s] === t && tk.spatialToToken[s] === token) return true;

@@ -17,7 +17,7 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
     return ctx;
   }
 
-  /** A view's render that draws now when `el` is on (or near) the screen and otherwise when it
+  /** A view's render that draws now when `el` is on the screen and otherwise when it
    * scrolls into view: on a phone the plots below the fold cost a slider move nothing. Until the
    * first IntersectionObserver report it draws whenever `el` is displayed. */
   function whenOnScreen(el, draw) {
@@ -25,7 +25,7 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
     new IntersectionObserver((entries) => {
       onScreen = entries[entries.length - 1].isIntersecting;
       if (onScreen && stale) { stale = false; draw(); }
-    }, { rootMargin: "200px 0px" }).observe(el);
+    }).observe(el);
     return () => {
       if (onScreen === false || (onScreen === null && !STTM.isShown(el))) { stale = true; return; }
       stale = false;
