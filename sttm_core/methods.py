@@ -6,7 +6,9 @@ pyramid) into a MergeResult, so everything downstream treats them alike. What a 
 (`Method.takes`):
   thresholds  tauS / tauT set by hand (STTMConfig.spatial_threshold, temporal_threshold)
   budget      a keep ratio (STTMConfig.keep_ratio); STTM's thresholds are chosen per video
+  root        a root level (STTMConfig.root_level): its grid fixes the token count
   nothing     all tokens: nothing is merged (the reference)
+The paper's baselines (ToMe, DyCoke, FrameFusion) live in files of their own.
 """
 from __future__ import annotations
 
@@ -18,14 +20,17 @@ from torch import Tensor
 
 from .baselines import drop_by_attention, uniform_pooling
 from .budget import thresholds_for_budget
+from .dycoke import dycoke
+from .framefusion import frame_fusion
 from .merge import OFF, MergeResult, VideoTokenMerger
+from .tome import SNIPPET_FRAMES, tome
 
 if TYPE_CHECKING:
     from .config import STTMConfig
 
 log = logging.getLogger(__name__)
 
-TAKES = ("thresholds", "budget", "nothing")
+TAKES = ("thresholds", "budget", "root", "nothing")
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,31 @@ def _fastv(merger, config, attention):
                              keep_every_frame=merger.keep_every_frame)
 
 
+def _root_pool(merger, config, attention):
+    # every root node whole (tauS = -1 stops each one), nothing across frames: the frame
+    # average-pooled to the root grid, a single granularity (the paper's Table 5)
+    return merger.merge(-1.0, OFF, _root_level(merger, config))
+
+
+def _tome(method: str):
+    def reduce(merger, config, attention):
+        return tome(merger.pyramid.levels[-1], config.keep_ratio, SNIPPET_FRAMES[method], method,
+                    keep_every_frame=merger.keep_every_frame)
+    return reduce
+
+
+def _dycoke(merger, config, attention):
+    return dycoke(merger.pyramid.levels[-1], config.keep_ratio, keep_every_frame=merger.keep_every_frame)
+
+
+def _framefusion(merger, config, attention):
+    if attention is None:
+        raise ValueError("FrameFusion needs the attention of the last prompt token (a question): "
+                         "it drops the tokens that question attends to least")
+    return frame_fusion(merger.pyramid.levels[-1], attention, config.keep_ratio,
+                        keep_every_frame=merger.keep_every_frame)
+
+
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("all", "All tokens", "nothing", False,
            "nothing merged: every patch stays a token (the reference)", _all_tokens),
@@ -85,6 +115,24 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("fastv", "FastV", "budget", True,
            "keeps the patches the question's last token attends to most at layer k-1, drops "
            "the rest for layers k onwards", _fastv, keeps_positions=True),
+    Method("root_pool", "Root-grid pooling", "root", False,
+           "every frame average-pooled to the root grid: one granularity, no search "
+           "(the paper's Table 5)", _root_pool),
+    Method("tome_frame", "ToMe per frame", "budget", False,
+           "ToMe's bipartite soft matching inside each frame, rounds until the budget",
+           _tome("tome_frame")),
+    Method("tome_snippet", "ToMe per snippet", "budget", False,
+           "ToMe's bipartite soft matching inside each 4-frame snippet", _tome("tome_snippet")),
+    Method("tome_video", "ToMe per video", "budget", False,
+           "ToMe's bipartite soft matching over all the video's patches at once",
+           _tome("tome_video")),
+    Method("dycoke", "DyCoke", "budget", False,
+           "DyCoke's temporal merging: in groups of 4 frames, the patches most similar to the "
+           "same place in the compared frame join it", _dycoke),
+    Method("framefusion", "FrameFusion", "budget", True,
+           "merges patches similar to the same place in the previous frame, then drops the "
+           "tokens the question's last token attends to least", _framefusion,
+           keeps_positions=True),
 )}
 
 
