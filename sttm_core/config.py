@@ -12,6 +12,7 @@ from .merge import OFF, check_temporal_mode, check_threshold, is_int, is_real
 from .methods import METHODS
 
 DECODE_POSITIONS = ("merged", "official")
+POSITION_RULES = ("reassign", "mean", "survivor")
 
 
 @dataclass(frozen=True)
@@ -22,14 +23,20 @@ class STTMConfig:
     (OFF turns that half off). merge_layer: the decoder layer whose input hidden states are
     merged (paper: 2; 0 for 72B models). method: "sttm" (the thresholds), "sttm_budget" (tauS
     and tauT chosen per video to keep `keep_ratio` of the video tokens), a baseline at that
-    budget ("uniform", "spatial_only", "temporal_only", "fastv") or "all" (nothing merged).
-    FastV ranks tokens by layer merge_layer - 1's attention, so it needs merge_layer >= 1.
+    budget (see sttm_core.methods.METHODS) or "all" (nothing merged).
+    FastV and FrameFusion rank by layer merge_layer - 1's attention: merge_layer >= 1.
 
     decode_positions: where tokens after a renumbered prefill (1D RoPE models, STTM and the
     pooling baselines) continue in layers >= k. "merged" (default): at L' + i, right after the
     L' merged tokens, no gap. "official": at L + i as the official STTM code does (layers < k
     always use L + i), to reproduce its generations. M-RoPE models and FastV keep original
     position ids, so both settings give the same positions there.
+
+    position_rule: where a merged token sits in layers >= k (the paper's Table 8). None: the
+    family's and method's own (1D RoPE: "reassign"; M-RoPE, FastV, FrameFusion: "survivor").
+    "reassign": the merged sequence renumbered 0..L'-1 (1D RoPE only); "survivor": each token
+    keeps its representative's original ids; "mean": each merged token's RoPE cos/sin are the
+    mean of its patches' (weighted as its features), text keeps its own.
     """
 
     spatial_threshold: float | None = 0.8
@@ -42,6 +49,7 @@ class STTMConfig:
     head_dim: int | None = None
     area_weighted: bool = False
     decode_positions: str = "merged"
+    position_rule: str | None = None
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -58,6 +66,9 @@ class STTMConfig:
         if self.decode_positions not in DECODE_POSITIONS:
             raise ValueError(f"decode_positions={self.decode_positions!r} is not one of "
                              f"{DECODE_POSITIONS}")
+        if self.position_rule is not None and self.position_rule not in POSITION_RULES:
+            raise ValueError(f"position_rule={self.position_rule!r} is not one of "
+                             f"{POSITION_RULES} (or None: the model family's own)")
         if self.query_aware and self.merge_layer < 1:
             raise ValueError(f"method={self.method!r} ranks tokens by the attention of the layer "
                              "before merge_layer: merge_layer must be >= 1, got 0")

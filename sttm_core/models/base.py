@@ -105,6 +105,14 @@ class VideoLLMAdapter:
             raise ValueError(f"merge_layer={merge_layer} is out of range: this model has "
                              f"{self.num_layers} decoder layers (0..{self.num_layers - 1})")
 
+    def check_position_rule(self, rule: str | None) -> None:
+        """'reassign' renumbers the merged sequence 0..L'-1: only 1D RoPE allows that."""
+        if rule == "reassign" and self.position_mode != "reindex":
+            raise ValueError(
+                f"position_rule='reassign' renumbers the merged sequence 0..L'-1, which only 1D "
+                f"RoPE models allow; {type(self.model).__name__} uses M-RoPE, whose (t, h, w) "
+                "ids place each token on the video grid: use 'survivor' (its default) or 'mean'")
+
     @property
     def video_token_id(self) -> int:
         return self.model.config.video_token_id

@@ -138,6 +138,7 @@ def planned(model: nn.Module, plan: Plan):
     """Run the patched model's calls in this block with `plan`; yields the Prefilled its
     prefill fills in. Nothing is set on the model: another thread's calls are not affected."""
     model.sttm.adapter.check_merge_layer(plan.config.merge_layer)
+    model.sttm.adapter.check_position_rule(plan.config.position_rule)
     outcome = Prefilled()
     token = _PLANNED.set((plan, outcome))
     try:
@@ -185,6 +186,7 @@ def patch(model: nn.Module, config: STTMConfig | None = None) -> nn.Module:
     config = config or STTMConfig()
     adapter = adapter_for(model)
     adapter.check_merge_layer(config.merge_layer)
+    adapter.check_position_rule(config.position_rule)
     if hasattr(model, "sttm"):
         unpatch(model)
     state = STTMState(config, adapter)
@@ -384,7 +386,8 @@ class _Hooks:
         if call.deepstack is not None and call.k < len(call.deepstack.features):
             call.deepstack = reduce_deepstack(call.deepstack, spans, merges, token_slots, slots,
                                               slot_valid, call.k, config.area_weighted)
-        renumber = adapter.position_mode == "reindex" and not config.keeps_positions
+        rule = position_rule(config, adapter)
+        renumber = rule == "reassign"
         prefill = MergedPrefill(L, slots, slot_valid, self._next_position(B, L, device), spans,
                                 merges, renumber)
         call.merged_hidden = merged
@@ -393,9 +396,12 @@ class _Hooks:
         if renumber:  # 1D RoPE: the merged sequence is numbered 0.. as generate numbers it
             built["position_embeddings"] = adapter.language_model.rotary_emb(merged, plain)
             built["position_ids"] = plain
-        else:  # each kept token keeps its (representative's) ids
-            cos, sin = kwargs["position_embeddings"]
-            built["position_embeddings"] = (_gather(cos, slots), _gather(sin, slots))
+        else:  # each kept token keeps its (representative's) ids, or their mean
+            cos, sin = (_gather(x, slots) for x in kwargs["position_embeddings"])
+            if rule == "mean":
+                cos, sin = (_mean_positions(x, full, spans, merges, token_slots, config.area_weighted)
+                            for x, full in zip((cos, sin), kwargs["position_embeddings"]))
+            built["position_embeddings"] = (cos, sin)
             if kwargs.get("position_ids") is not None:  # the plain token index: FlashAttention
                 built["position_ids"] = plain           # reads gaps in it as packed sequences
         if timer is not None:
@@ -558,6 +564,30 @@ def reduce_deepstack(deepstack: DeepStack, spans: list[VideoSpan], merges: list[
                 result, video, area_weighted=area_weighted)
         features[j] = out
     return DeepStack(merged_mask, features)
+
+
+def position_rule(config: STTMConfig, adapter: VideoLLMAdapter) -> str:
+    """The config's position rule, or the family's and method's own: 1D RoPE renumbers
+    ("reassign") unless the method keeps positions; M-RoPE keeps the representative's ids."""
+    if config.position_rule is not None:
+        return config.position_rule
+    keeps = config.keeps_positions or adapter.position_mode != "reindex"
+    return "survivor" if keeps else "reassign"
+
+
+def _mean_positions(merged: Tensor, full: Tensor, spans: list[VideoSpan],
+                    merges: list[MergeResult], token_slots: list[Tensor],
+                    area_weighted: bool) -> Tensor:
+    """RoPE cos (or sin) of the merged sequence [B, L', D] with each merged video token's
+    replaced by the mean of its patches' (`merge_like`: the weights of its features).
+    full: the prefill's [B or 1, L, D]."""
+    merged = merged.clone()
+    for span, result, slot in zip(spans, merges, token_slots):
+        row = span.row if full.shape[0] > 1 else 0
+        video = full[row, span.positions.to(full.device)].view(*span.grid, -1)  # [T, H, W, D]
+        merged[span.row, slot] = merge_like(result, video, area_weighted=area_weighted).to(
+            merged.device, merged.dtype)
+    return merged
 
 
 def _add_at(hidden: Tensor, mask: Tensor, features: Tensor) -> Tensor:
