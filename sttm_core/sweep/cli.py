@@ -8,11 +8,13 @@ import sys
 from itertools import product
 from pathlib import Path
 
-from ..config import STTMConfig
+from ..config import POSITION_RULES, STTMConfig
 from ..methods import METHODS
 from ..qa import QAError
+from ..temporal import TEMPORAL_MODES
 from .report import format_table
 from .runner import run
+from .tables import NEEDS_MODEL, NOT_BUILT, TABLES, format_paper_table, run_table
 
 CHOOSABLE = tuple(name for name in METHODS if name != "all")  # all tokens is the reference
 BUDGET_METHODS = tuple(m.name for m in METHODS.values() if m.takes == "budget")
@@ -33,6 +35,14 @@ def _tau_t_list(text: str) -> list[float | None]:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected numbers or 'none' separated by commas, got {text!r}") from None
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integers separated by commas, got {text!r}") from None
 
 
 def _method_list(text: str) -> list[str]:
@@ -66,6 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma list of {','.join(CHOOSABLE)} (default: sttm, and every method "
                         "that takes a budget when there are budgets; fastv needs a model). "
                         "sttm runs at the tauS x tauT grid, the others at the budgets.")
+    p.add_argument("--paper-table", choices=TABLES,
+                   help="lay the run out as one of the paper's tables (see README): 1 every "
+                        "method at each budget, 5 root-grid pooling vs quadtree, 7 temporal "
+                        "matching, 8 position rule, 9 merge layer (6 is not implemented); "
+                        "writes OUT/table<N>.csv and .png")
+    p.add_argument("--root-levels", type=_int_list, default=[0, 1, 2],
+                   help="root levels of --paper-table 5 (0,1,2)")
+    p.add_argument("--merge-layers", type=_int_list, default=[0, 1, 2, 3],
+                   help="merge layers of --paper-table 9 (0,1,2,3)")
+    p.add_argument("--temporal-mode", default="official", choices=TEMPORAL_MODES,
+                   help="STTM's temporal grouping (official; best_match: most similar only)")
+    p.add_argument("--position-rule", choices=POSITION_RULES,
+                   help="position of a merged token in layers >= k (default: the family's)")
     p.add_argument("--frames", type=int, default=16, help="frames sampled per video (16)")
     p.add_argument("--merge-layer", type=int, default=2, help="decoder layer k (2)")
     p.add_argument("--root-level", type=int, default=1, help="quadtree root level (1)")
@@ -89,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.paper_table:  # the table's own settings: budgets 50% / 30%, the paper's τS / τT
+        args.budgets = args.budgets or [0.5, 0.3]
     if args.tau_s is None and args.tau_t is None and args.budgets is None:
         args.tau_s, args.tau_t, args.budgets = [0.7, 0.8, 0.9], [0.5, 0.6], [0.5, 0.3]
     elif args.tau_s is not None or args.tau_t is not None:
@@ -106,6 +131,13 @@ def _check_args(parser, args) -> None:
         parser.error(f"--budgets must be in (0, 1], got {args.budgets}")
     if args.frames < 1 or (args.limit is not None and args.limit < 1):
         parser.error("--frames and --limit must be >= 1")
+    if args.paper_table in NOT_BUILT:
+        parser.error(NOT_BUILT[args.paper_table])
+    if args.paper_table in NEEDS_MODEL and args.features == "pixel":
+        parser.error(f"--paper-table {args.paper_table} needs --model: "
+                     f"{NEEDS_MODEL[args.paper_table]}")
+    if args.position_rule and args.features == "pixel":
+        parser.error("--position-rule needs --model: positions act only inside a model")
     at_budget = [m for m in args.methods if m in BUDGET_METHODS]
     if at_budget and not args.budgets:
         parser.error(f"{', '.join(at_budget)} run at token budgets: give --budgets")
@@ -125,6 +157,12 @@ def main(argv=None) -> int:
     except ImportError:
         sys.exit("sttm-sweep needs accelerate: pip install 'sttm-studio[eval]'")
     try:
+        if args.paper_table:
+            table, rows = run_table(args, run)
+            if PartialState().is_main_process:
+                print(format_paper_table(table, rows))
+                print(f"wrote {Path(args.out) / f'table{table.number}.csv'}")
+            return 0
         outcome = run(args)
     except QAError as err:  # a malformed QA file: its message says where and why
         sys.exit(f"sttm-sweep: {err}")

@@ -41,23 +41,28 @@ class Setting:
             return f"{name} τS {self.tau_s:g} τT {tau_t}"
         return name if self.budget is None else f"{name} {self.budget:.0%}"
 
-    def config(self, root_level: int, merge_layer: int) -> STTMConfig:
+    def config(self, root_level: int, merge_layer: int, **options) -> STTMConfig:
+        """options: other STTMConfig fields the whole sweep shares (temporal_mode,
+        position_rule)."""
         if self.is_grid:
-            return STTMConfig(self.tau_s, self.tau_t, root_level, merge_layer, self.method)
+            return STTMConfig(self.tau_s, self.tau_t, root_level, merge_layer, self.method,
+                              **options)
         return STTMConfig(root_level=root_level, merge_layer=merge_layer, method=self.method,
-                          keep_ratio=self.budget)
+                          keep_ratio=self.budget, **options)
 
 
 def plan_settings(methods, tau_s, tau_t, budgets, reference: bool) -> list[Setting]:
     """The settings of a sweep, in the registry's order: all tokens first (when `reference`),
     each method that takes thresholds at every grid point (tau_s x tau_t), each method that
-    takes a budget at every budget."""
+    takes a budget at every budget, each method that takes a root level once."""
     settings = [Setting("all")] if reference else []
     for method in (m for m in METHODS.values() if m.name in methods):
         if method.takes == "thresholds":
             settings += [Setting(method.name, s, t) for s, t in product(tau_s, tau_t)]
         elif method.takes == "budget":
             settings += [Setting(method.name, budget=b) for b in budgets]
+        elif method.takes == "root":
+            settings.append(Setting(method.name))
     return settings
 
 

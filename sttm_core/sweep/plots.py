@@ -11,9 +11,12 @@ from .report import STTM, mean
 from .results import KEY
 
 COLORS = {"all": "#222222", "sttm": "#1f5fbf", "sttm_budget": "#4fa3e0", "uniform": "#e08a1e",
-          "spatial_only": "#2e9e4f", "temporal_only": "#c8323c", "fastv": "#8b54b8"}
+          "spatial_only": "#2e9e4f", "temporal_only": "#c8323c", "fastv": "#8b54b8",
+          "root_pool": "#b08d57", "tome_frame": "#7f7f7f", "tome_snippet": "#5c5c5c",
+          "tome_video": "#3d3d3d", "dycoke": "#d45f9a", "framefusion": "#17a2a8"}
 MARKERS = {"all": "*", "sttm": "o", "sttm_budget": "P", "uniform": "s", "spatial_only": "^",
-           "temporal_only": "v", "fastv": "D"}
+           "temporal_only": "v", "fastv": "D", "root_pool": "h", "tome_frame": "<",
+           "tome_snippet": ">", "tome_video": "X", "dycoke": "p", "framefusion": "d"}
 DPI = 110
 
 
@@ -239,5 +242,33 @@ def plot_keep_vs_tau(path: Path, summary) -> Path | None:
     ax.set(xlabel="τS (spatial threshold)", ylabel="video tokens kept (mean over videos)",
            title="STTM keep ratio vs thresholds", ylim=(0, 1.02))
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_paper_table(path: Path, table, rows, pixel: bool) -> Path | None:
+    """A paper table as grouped bars: one group per column, one bar per row; accuracy
+    (agreement when nothing is graded; keep ratio without a model), keep ratio on each bar."""
+    import numpy as np
+
+    metric = next((m for m in ("accuracy", "agreement") if any(r[m] is not None for r in rows)),
+                  "keep_ratio")
+    value = {(r["row"], r["column"]): r for r in rows}
+    fig, ax = _figure(max(5.5, 1.6 * len(table.columns) * max(1, len(table.rows)) / 2), 4.2)
+    width = 0.8 / max(1, len(table.rows))
+    x = np.arange(len(table.columns))
+    for i, name in enumerate(table.rows):
+        cells = [value.get((name, c)) for c in table.columns]
+        heights = [np.nan if c is None or c[metric] is None else c[metric] for c in cells]
+        bars = ax.bar(x + (i - (len(table.rows) - 1) / 2) * width, heights, width, label=name)
+        for bar, cell in zip(bars, cells):
+            if cell is not None and cell["keep_ratio"] is not None and metric != "keep_ratio":
+                ax.annotate(f"{cell['keep_ratio']:.2f}", (bar.get_x() + bar.get_width() / 2,
+                            bar.get_height()), ha="center", va="bottom", fontsize=7)
+    label = {"keep_ratio": "video tokens kept (keep ratio)"}.get(metric, f"{metric} (%)")
+    ax.set_xticks(x, table.columns, fontsize=8.5)
+    ax.set(ylabel=label, title=f"Table {table.number}: {table.title}"
+           + (" (pixel features: keep ratio only)" if pixel else ""))
+    ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     return _save(fig, path)

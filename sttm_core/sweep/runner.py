@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..config import STTMConfig
+from ..methods import METHODS
 from ..qa import load_qa
 from .plan import Cell, Setting, Video, group_videos, pending_cells, plan_settings
 from .plots import make_plots
@@ -41,7 +42,8 @@ def run_pixel_video(video: Video, cells: list[Cell], args) -> list[list[dict]]:
     out = []
     for cell in cells:
         start = time.perf_counter()
-        res = reduce_tokens(merger, cell.setting.config(args.root_level, args.merge_layer))
+        res = reduce_tokens(merger, cell.setting.config(args.root_level, args.merge_layer,
+                                                        **config_options(args)))
         out.append([dict(zip(KEY, (*cell.key, "")), category=video.category,
                          frames=clip.num_frames, merge_s=time.perf_counter() - start,
                          **_merge_columns(res))])
@@ -53,10 +55,22 @@ def _merge_columns(res) -> dict:
     reports."""
     if res is None:
         return dict(keep_ratio=1.0, spatial_keep_ratio=1.0, tau_s_used="", tau_t_used="")
-    return dict(keep_ratio=res.keep_ratio, spatial_keep_ratio=res.spatial_keep_ratio,
+    return dict(keep_ratio=res.keep_ratio, spatial_keep_ratio=_spatial_keep(res),
                 tokens_before=res.token_map.numel(), tokens_after=res.num_tokens,
                 tau_s_used="none" if res.spatial_threshold is None else res.spatial_threshold,
                 tau_t_used="none" if res.temporal_threshold is None else res.temporal_threshold)
+
+def _spatial_keep(res) -> float:
+    """Tokens per frame before any merging across frames, as a fraction of T*H*W. Without a
+    quadtree (the patch-group baselines, whose spatial boxes are single patches) that is the
+    number of distinct (frame, token) pairs."""
+    if res.root_level is not None:
+        return res.spatial_keep_ratio
+    T = res.token_map.shape[0]
+    pieces = res.token_map.flatten(1) + torch.arange(T, device=res.token_map.device)[:, None] \
+        * (res.num_tokens + 1)                                     # [T, H*W] (frame, token) ids
+    return int(torch.unique(pieces[res.token_map.flatten(1) >= 0]).numel()) / res.token_map.numel()
+
 
 # ----------------------------------------------------------------------------- model cells
 
@@ -86,9 +100,15 @@ def _answer_cell(chat, setting: Setting, video: Video, args) -> list:
     from ..scoring import answer_questions
 
     chat.reset_prefix()  # set_config would otherwise re-merge a prefix we are about to drop
-    chat.set_config(setting.config(args.root_level, args.merge_layer))
+    chat.set_config(setting.config(args.root_level, args.merge_layer, **config_options(args)))
     return answer_questions(chat, video.items, num_frames=args.frames,
                             max_new_tokens=args.max_new_tokens)
+
+
+def config_options(args) -> dict:
+    """The STTMConfig fields every setting of the sweep shares besides root level and layer."""
+    return dict(temporal_mode=getattr(args, "temporal_mode", "official"),
+                position_rule=getattr(args, "position_rule", None))
 
 
 def _model_row(cell: Cell, answer, reference: dict) -> dict:
@@ -155,9 +175,11 @@ def _plan(args, pixel: bool) -> tuple[list[Video], list[Setting]]:
     if args.limit:
         items = items[:args.limit]
     root = Path(args.qa) if Path(args.qa).is_dir() else Path(args.qa).parent
-    methods = [m for m in args.methods if not (pixel and m == "fastv")]
-    if pixel and "fastv" in args.methods and args.methods_given:
-        log.warning("fastv needs a model's attention: skipped with --features pixel")
+    needs_model = [m for m in args.methods if pixel and METHODS[m].query_aware]
+    methods = [m for m in args.methods if m not in needs_model]
+    if needs_model:
+        log.warning("%s rank tokens by a question's attention inside a model: skipped with "
+                    "--features pixel", ", ".join(needs_model))
     settings = plan_settings(methods, args.tau_s, args.tau_t, args.budgets, reference=not pixel)
     return group_videos(items, root), settings
 
