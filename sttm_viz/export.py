@@ -32,12 +32,20 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from sttm_core.methods import METHODS
+
 log = logging.getLogger(__name__)
 
 DEFAULT_FRAMES = 16       # the app's default frames per video
 DEFAULT_LAYER = 2         # the paper's merge layer
 STATIC_FILES = ["static.js"]   # the static page's own bridge, after the app's scripts
-SERVER_ONLY = {"fastv": "needs a model and a question"}  # methods the static page cannot show
+# methods the static page cannot show: query-aware ones need a model and a question; the
+# paper's other baselines would need their tokens at every budget exported (uniform's are)
+SERVER_ONLY = {m.name: "needs a model and a question" if m.query_aware else
+               "its tokens come from a server (only uniform pooling's are exported)"
+               for m in METHODS.values()
+               if m.takes == "budget" and m.name not in ("sttm_budget", "uniform", "spatial_only",
+                                                         "temporal_only")}
 
 
 @dataclass

@@ -28,8 +28,11 @@ from .session import (DEFAULT_ROOTS, Controls, Session, UserError, VideoFeatures
 log = logging.getLogger(__name__)
 
 # the method menu: STTM (at thresholds or the budget) and the baselines at the budget
-METHOD_MENU = {m.label: m.name for m in METHODS.values() if m.name not in ("all", "sttm_budget")}
-SERVER_METHODS = ("uniform", "fastv")  # the page cannot compute these: the server sends tokens
+METHOD_MENU = {m.label: m.name for m in METHODS.values()
+               if m.name == "sttm" or (m.takes == "budget" and m.name != "sttm_budget")}
+PAGE_METHODS = ("sttm", "spatial_only", "temporal_only")  # the page merges these by itself
+# the page cannot compute the others: the server sends their tokens
+SERVER_METHODS = tuple(name for name in METHOD_MENU.values() if name not in PAGE_METHODS)
 TAU_RANGE = (0.0, 1.0)      # the threshold sliders
 BUDGET_RANGE = (0.05, 1.0)  # the budget slider (payload.BUDGETS spans it)
 

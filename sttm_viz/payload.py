@@ -65,7 +65,8 @@ def tokens_json(result: MergeResult) -> dict:
     (t, y0, x0) and the output token of each (-1: dropped, e.g. FastV)."""
     result = result.cpu()
     boxes, to_token = result.spatial_boxes, result.spatial_to_token
-    if result.method == "fastv":  # dropped patches: 1x1 boxes that belong to no token
+    if bool((result.token_map < 0).any()):  # dropped patches (FastV, FrameFusion): 1x1 boxes
+        # that belong to no token
         T, H, W = result.grid
         dropped = (result.token_map < 0).nonzero()
         extra = torch.cat([dropped, dropped[:, 1:] + 1], dim=1)

@@ -150,10 +150,11 @@ tagged with the video id they belong to.
                  target: table.budgets[k], keep: table.keep[k] };
       }
       const t = this.served;
-      if (t && t.method === s.method && (s.method === "fastv" || Math.abs(t.budget - s.budget) < 1e-9)) {
+      const asks = ["fastv", "framefusion"].includes(s.method); // query-aware (sttm_core.METHODS)
+      if (t && t.method === s.method && (asks || Math.abs(t.budget - s.budget) < 1e-9)) {
         return { kind: "served", method: s.method };
       }
-      if (s.method === "fastv") return { kind: "wait", why: "FastV picks tokens by a question's attention: ask one in the Chat tab. Meanwhile every patch is shown." };
+      if (asks) return { kind: "wait", why: `${this.labels[s.method] || s.method} picks tokens by a question's attention: ask one in the Chat tab. Meanwhile every patch is shown.` };
       return { kind: "wait", need: `tokens|${s.method}|${s.budget}`, why: `${this.labels[s.method] || s.method}: computing its tokens…` };
     },
 
