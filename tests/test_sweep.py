@@ -295,3 +295,31 @@ def test_sweep_refuses_items_of_one_video_that_share_an_id():
     other = next(i for i in items if i.video != items[0].video)
     other.id, first.id = items[0].id, "own"  # the same id on another video is a separate row
     assert len(group_videos(items, EXAMPLES)) == len(VIDEOS)
+
+
+@pytest.mark.core
+def test_paper_tables_without_a_model(tmp_path, capsys, caplog):
+    out = tmp_path / "out"
+    assert sweep.main([str(QA), *PIXEL, "--paper-table", "5", "--root-levels", "0,1",
+                       "--tau-s", "0.8", "--out", str(out)]) == 0
+    cells = read(out / "table5.csv")
+    assert [(c["row"], c["method"]) for c in cells] == [
+        ("root level 0", "root_pool"), ("root level 0", "sttm"),
+        ("root level 1", "root_pool"), ("root level 1", "sttm")]
+    keep = [float(c["keep_ratio"]) for c in cells]
+    assert keep[0] < keep[2] and keep[0] < keep[1] and keep[2] < keep[3]  # quadtree adds detail
+    assert_png(out / "table5.png")
+    assert (out / "table5" / "root_level-1" / "results.csv").is_file()  # an ordinary sweep
+    assert "Table 5: Single vs multiple granularity" in capsys.readouterr().out
+
+    with caplog.at_level("WARNING"):
+        assert sweep.main([str(QA), *PIXEL, "--budgets", "0.5,0.3", "--out", str(tmp_path / "all"),
+                           "--no-plots"]) == 0
+    assert "fastv, framefusion rank tokens by a question's attention" in caplog.text
+    methods = {r["method"] for r in read(tmp_path / "all" / "summary.csv")}
+    assert {"tome_frame", "tome_snippet", "tome_video", "dycoke"} <= methods
+    assert not {"fastv", "framefusion"} & methods
+    for table, why in (("6", "not implemented"), ("8", "needs --model")):
+        with pytest.raises(SystemExit):
+            sweep.parse_args([str(QA), *PIXEL, "--paper-table", table])
+        assert why in capsys.readouterr().err
