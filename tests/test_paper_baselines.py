@@ -133,6 +133,11 @@ def test_the_registry_reaches_the_app_sweep_and_plugin():
     for name in PAPER:
         assert name in METHOD_MENU.values() and name in SERVER_METHODS and name in CHOOSABLE
         assert reduction_config({"method": name, "keep_ratio": 0.3}).method == name
+    config = reduction_config({"method": "dycoke", "keep_ratio": 0.3, "position_rule": "mean",
+                               "temporal_mode": "best_match"})
+    assert (config.position_rule, config.temporal_mode) == ("mean", "best_match")
+    with pytest.raises(ValueError, match="position_rule='first' is not one of"):
+        reduction_config({"position_rule": "first"})
     assert {"uniform", "fastv"} <= set(SERVER_METHODS)
     assert not {"sttm", "spatial_only", "temporal_only"} & set(SERVER_METHODS)
     assert METHODS["framefusion"].query_aware and METHODS["framefusion"].keeps_positions

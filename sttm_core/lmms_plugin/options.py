@@ -18,6 +18,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 OFF_WORDS = ("none", "off")
 DEFAULT_TAU = {"tau_s": STTMConfig.spatial_threshold, "tau_t": STTMConfig.temporal_threshold}
 KNOWN = ("pretrained", "method", "tau_s", "tau_t", "keep_ratio", "root_level", "merge_layer",
+         "position_rule", "temporal_mode",
          "num_frames", "max_pixels", "max_new_tokens", "device", "dtype", "attn_implementation",
          "log_file", "batch_size", "max_batch_size")
 
@@ -88,7 +89,9 @@ def reduction_config(args: dict) -> STTMConfig:
                       root_level=_int("root_level", args.get("root_level", 1)),
                       merge_layer=_int("merge_layer", args.get("merge_layer", 2)),
                       method=method,
-                      keep_ratio=None if keep_ratio is None else _number(keep_ratio, "keep_ratio"))
+                      keep_ratio=None if keep_ratio is None else _number(keep_ratio, "keep_ratio"),
+                      position_rule=args.get("position_rule"),  # checked by STTMConfig
+                      temporal_mode=str(args.get("temporal_mode", "official")))
 
 
 def _threshold(name: str, value) -> float | None:
