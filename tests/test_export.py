@@ -134,7 +134,8 @@ def test_the_page_words_come_from_python(site):
     assert config["help"] == guide.HELP and config["labels"] == guide.LABELS
     assert config["methods"] == METHOD_MENU and config["modes"] == guide.MODES
     assert config["presets"] == {k: list(v) for k, v in guide.PRESETS.items()}
-    assert set(config["absent_methods"]) == {"FastV"}
+    assert set(config["absent_methods"]) == {"FastV", "FrameFusion", "ToMe per frame",  # server-made
+                                             "ToMe per snippet", "ToMe per video", "DyCoke"}
     assert [v["title"] for v in config["videos"]] == ["Fast motion", "Static scene"]
     for name in ("Chat", "Time to first token", "QA accuracy"):
         assert "needs a model" in config["model_panels"][name]
