@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sttm_viz.session import Engine
-from support.page import CHROMIUM, FLAGS
+from support.page import CHROMIUM
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(
     not Path(CHROMIUM).exists(),
@@ -21,26 +21,17 @@ PHONE = dict(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=T
 SLACK = 12  # px of margin the page may keep on each side of the full-width map
 
 # every visible element of the page whose box sticks out of the screen, left or right
-OUTSIDE = """(width) => Array.from(document.querySelectorAll('.gradio-container *')).filter((e) => {
+OUTSIDE = """(width) => Array.from(document.querySelectorAll('.gradio-container *')).filter(
+  (e) => {
   const r = e.getBoundingClientRect();
   return r.width > 0 && r.height > 0 && (r.left < -1 || r.right > width + 1)
     && getComputedStyle(e).visibility !== 'hidden';
-}).map((e) => e.tagName + '.' + e.className + '#' + e.id + ' ' + Math.round(e.getBoundingClientRect().right))"""
+}).map((e) => `${e.tagName}.${e.className}#${e.id} ${e.getBoundingClientRect().right}`)"""
 
 
 @pytest.fixture(scope="module")
 def app_url(serve):
     return serve(Engine(None, "started with --no-model."), 16)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
@@ -94,7 +85,8 @@ def test_map_first_full_width_with_the_thresholds_under_it(phone):
 def test_nothing_wider_than_the_screen(phone):
     width = PHONE["viewport"]["width"]
     the_map = box(phone, "canvas.sttm-map")
-    phone.touchscreen.tap(the_map["x"] + the_map["width"] * 0.3, the_map["y"] + the_map["height"] * 0.4)
+    phone.touchscreen.tap(the_map["x"] + the_map["width"] * 0.3,
+                          the_map["y"] + the_map["height"] * 0.4)
     phone.locator(".sttm-inspector .sttm-quad").first.wait_for()  # a token's full inspector
     inspector = box(phone, ".sttm-inspector")
     assert inspector["x"] >= 0 and inspector["x"] + inspector["width"] <= width
@@ -109,7 +101,7 @@ def test_a_finger_drags_tau_s(phone):
     phone.evaluate(f"window.scrollTo(0, {track['y'] - 300})")
     track = box(phone, "#sttm-tau-s input[type=range]")
     tokens = phone.locator("canvas.sttm-map").get_attribute("data-tokens")
-    renders = phone.evaluate("STTM.app.renders")
+    renders, scrolled = phone.evaluate("[STTM.app.renders, window.scrollY]")
     y = track["y"] + track["height"] / 2
     x = track["x"] + track["width"] * 0.9  # the thumb at 0.9
     touch_drag(phone, x, track["x"] + track["width"] * 0.5, y)
@@ -118,7 +110,8 @@ def test_a_finger_drags_tau_s(phone):
     assert phone.evaluate("STTM.app.settings.tauS") == value
     phone.wait_for_function(f"() => STTM.app.renders > {renders}")
     assert phone.locator("canvas.sttm-map").get_attribute("data-tokens") != tokens  # repainted
-    assert phone.evaluate("window.scrollX") == 0  # the drag moved the slider, not the page
+    # the finger moved the slider, not the page
+    assert phone.evaluate("[window.scrollX, window.scrollY]") == [0, scrolled]
 
 
 def save_png(page, path: Path) -> Path:
