@@ -157,7 +157,7 @@ def _export_video(engine, name: str, title: str, path: Path, frames: int, layer:
         video = session.load(str(path), frames, Controls(merge_layer=k))
     except UserError as err:
         raise ValueError(f"{path.name}: {err}") from err
-    payload = handlers._payload(session, video)  # the app's own payload of this video
+    payload = handlers.page_payload(session, video)  # the app's own payload of this video
     folder.mkdir(parents=True, exist_ok=True)
     payload["id"] = name
     payload["frames"] = _write_frames(payload["frames"], folder, f"videos/{name}")

@@ -113,7 +113,7 @@ def load(session: Session, path, frames, controls: Controls) -> dict:
     level = min(controls.root_level, len(choices) - 1)
     session.prefetch_table(level, controls.temporal)  # budget mode is instant when it is done
     root = choices[level]
-    return {"lab": _payload(session, video), "root": gr.update(choices=choices, value=root),
+    return {"lab": page_payload(session, video), "root": gr.update(choices=choices, value=root),
             "qa_info": qa_status(session), "chat": [], "ttft": "", "scores": ""}
 
 
@@ -124,7 +124,7 @@ def change_layer(session: Session, controls: Controls) -> dict:
     if session.video is None or session.chat is None:
         return {}
     video = session.features_for(controls)
-    return {"lab": _payload(session, video), "ttft": "", "scores": ""}
+    return {"lab": page_payload(session, video), "ttft": "", "scores": ""}
 
 
 def sync(session: Session, controls: Controls) -> dict:
@@ -150,7 +150,9 @@ def sync(session: Session, controls: Controls) -> dict:
     return {"served": message}
 
 
-def _payload(session: Session, video: VideoFeatures) -> dict:
+def page_payload(session: Session, video: VideoFeatures) -> dict:
+    """What the page receives for a video's features (sttm_viz.payload), with where they came
+    from, notes and the example's text; the static export writes the same."""
     engine = session.engine
     if video.layer is None:
         source = "pixels (per-patch colours; no model)"
