@@ -173,6 +173,15 @@ def build_random_checkpoint(name: str, out_dir: str | Path, *, num_layers: int |
     return out_dir
 
 
+RANDOM_WEIGHTS = "sttm_random_weights"  # the config flag of a random-weight model
+
+
+def has_random_weights(model) -> bool:
+    """Whether a model was made by `random_model` / `build_random_checkpoint` (its config says
+    so, also after save_pretrained and load_model)."""
+    return bool(getattr(getattr(model, "config", None), RANDOM_WEIGHTS, False))
+
+
 def random_config(name: str, num_layers: int | None = None):
     """(model config, image processor) of a named architecture; its text model shortened to
     `num_layers` if given."""
@@ -183,7 +192,10 @@ def random_config(name: str, num_layers: int | None = None):
                 tie_word_embeddings=tied, max_position_embeddings=32768,
                 eos_token_id=TOKEN_ID["<|im_end|>"], pad_token_id=TOKEN_ID["<|endoftext|>"],
                 bos_token_id=None)
-    return family.random_config(spec, text, TOKEN_ID)
+    config, image_processor = family.random_config(spec, text, TOKEN_ID)
+    # saved with the checkpoint: an app can tell its answers are meaningless (RANDOM_WEIGHTS)
+    setattr(config, RANDOM_WEIGHTS, True)
+    return config, image_processor
 
 
 def _byte_tokenizer():
