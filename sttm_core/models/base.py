@@ -192,6 +192,11 @@ class VideoLLMAdapter:
         it; None: transformers' numbering is the reference (nothing to change)."""
         return None
 
+    def rope_positions(self, positions: Tensor) -> Tensor:
+        """A call's position ids as its RoPE reads them: [B, L] (1D RoPE) or [3, B, L] (M-RoPE:
+        time, row, column)."""
+        return positions
+
     def text_positions(self, start: Tensor, length: int) -> Tensor:
         """Position ids of `length` text tokens from position `start` [B] on ([B, q], or
         [3, B, q] for M-RoPE where text has t = h = w)."""

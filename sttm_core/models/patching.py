@@ -462,8 +462,7 @@ class _Hooks:
         positions = self.call.positions
         if positions is None:
             return torch.arange(L, device=device).expand(B, L)
-        if positions.dim() == 3 and positions.shape[0] == 4:  # text row + (t, h, w)
-            positions = positions[1:]
+        positions = self.state.adapter.rope_positions(positions)
         return positions.to(device).expand(*positions.shape[:-2], B, L)
 
     def _mask(self, embeds: Tensor, mask_2d: Tensor):

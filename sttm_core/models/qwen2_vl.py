@@ -107,6 +107,11 @@ class Qwen2VLAdapter(VideoLLMAdapter):
     def text_positions(self, start, length):
         return super().text_positions(start, length)[None].expand(3, -1, -1)
 
+    def rope_positions(self, positions):
+        if positions.dim() == 3 and positions.shape[0] == 4:  # transformers: a text row first
+            return positions[1:]
+        return positions
+
     # --- positions: Qwen's reference rule -------------------------------------------------------
     def use_reference_positions(self):
         return AttributeOverride(self.model.model, "get_rope_index", self.rope_index)
