@@ -8,7 +8,8 @@ pyramid) into a MergeResult, so everything downstream treats them alike. What a 
   budget      a keep ratio (STTMConfig.keep_ratio); STTM's thresholds are chosen per video
   root        a root level (STTMConfig.root_level): its grid fixes the token count
   nothing     all tokens: nothing is merged (the reference)
-The paper's baselines (ToMe, DyCoke, FrameFusion) live in files of their own.
+The paper's baselines (ToMe, DyCoke, FrameFusion) and its joint octree (Table 6) live in files
+of their own.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from .budget import thresholds_for_budget
 from .dycoke import dycoke
 from .framefusion import frame_fusion
 from .merge import OFF, MergeResult, VideoTokenMerger
+from .octree import OctreePyramid, octree_for_budget
 from .tome import SNIPPET_FRAMES, tome
 
 if TYPE_CHECKING:
@@ -99,6 +101,14 @@ def _framefusion(merger, config, attention):
                         keep_every_frame=merger.keep_every_frame)
 
 
+def _octree(merger, config, attention):
+    # searched from the whole video's node: the quadtree's root grid can be the patch grid
+    # itself (small grids), where an octree started from it could not merge even in time
+    pyramid = OctreePyramid(merger.pyramid.levels[-1], merger.head_dim, merger.area_weighted)
+    return octree_for_budget(pyramid, config.keep_ratio, 0,
+                             keep_every_frame=merger.keep_every_frame)
+
+
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("all", "All tokens", "nothing", False,
            "nothing merged: every patch stays a token (the reference)", _all_tokens),
@@ -133,6 +143,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "merges patches similar to the same place in the previous frame, then drops the "
            "tokens the question's last token attends to least", _framefusion,
            keeps_positions=True),
+    Method("octree", "Joint octree", "budget", False,
+           "one spatio-temporal tree over (t, y, x) searched coarse to fine, one τ chosen per "
+           "video to keep the budget (the paper's Table 6)", _octree),
 )}
 
 

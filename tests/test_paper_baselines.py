@@ -1,5 +1,6 @@
-"""The paper's baselines (ToMe per frame / snippet / video, DyCoke, FrameFusion) and the Table 5
-root-grid pooling: budgets, bookkeeping, one hand-computed case each, and inside the models."""
+"""The paper's baselines (ToMe per frame / snippet / video, DyCoke, FrameFusion), the Table 5
+root-grid pooling and the Table 6 joint octree (its own cases: tests/test_octree.py): budgets,
+bookkeeping, one hand-computed case each, and inside the models."""
 import pytest
 import torch
 
@@ -12,7 +13,8 @@ from sttm_core.tome import tome
 from support.invariants import check_bookkeeping
 from support.videos import smooth_features
 
-PAPER = ["tome_frame", "tome_snippet", "tome_video", "dycoke", "framefusion"]
+PAPER = ["tome_frame", "tome_snippet", "tome_video", "dycoke", "framefusion", "octree"]
+QUERY_AGNOSTIC = [m for m in PAPER if m != "framefusion"]
 E0, E1, BOTH = [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]
 
 
@@ -141,7 +143,7 @@ def test_the_registry_reaches_the_app_sweep_and_plugin():
     assert {"uniform", "fastv"} <= set(SERVER_METHODS)
     assert not {"sttm", "spatial_only", "temporal_only"} & set(SERVER_METHODS)
     assert METHODS["framefusion"].query_aware and METHODS["framefusion"].keeps_positions
-    assert not any(METHODS[m].query_aware or METHODS[m].keeps_positions for m in PAPER[:4])
+    assert not any(METHODS[m].query_aware or METHODS[m].keeps_positions for m in QUERY_AGNOSTIC)
 
 
 # --- inside the models ----------------------------------------------------------------------
@@ -178,7 +180,7 @@ def test_a_cached_prefix_is_one_prefill_for_the_query_agnostic_ones(tiny):
 
     model = tiny.model
     inputs, prefix_length = prompt_inputs(tiny, random_frames(), ["How many ducks are there?"])
-    for method in PAPER[:4]:
+    for method in QUERY_AGNOSTIC:
         patch(model, STTMConfig(method=method, keep_ratio=0.4))
         full = model(**inputs).logits[0, -1]
         assert model.sttm.last_merge.keep_ratio < 0.5

@@ -13,10 +13,12 @@ from .results import KEY
 COLORS = {"all": "#222222", "sttm": "#1f5fbf", "sttm_budget": "#4fa3e0", "uniform": "#e08a1e",
           "spatial_only": "#2e9e4f", "temporal_only": "#c8323c", "fastv": "#8b54b8",
           "root_pool": "#b08d57", "tome_frame": "#7f7f7f", "tome_snippet": "#5c5c5c",
-          "tome_video": "#3d3d3d", "dycoke": "#d45f9a", "framefusion": "#17a2a8"}
+          "tome_video": "#3d3d3d", "dycoke": "#d45f9a", "framefusion": "#17a2a8",
+          "octree": "#6b8e23"}
 MARKERS = {"all": "*", "sttm": "o", "sttm_budget": "P", "uniform": "s", "spatial_only": "^",
            "temporal_only": "v", "fastv": "D", "root_pool": "h", "tome_frame": "<",
-           "tome_snippet": ">", "tome_video": "X", "dycoke": "p", "framefusion": "d"}
+           "tome_snippet": ">", "tome_video": "X", "dycoke": "p", "framefusion": "d",
+           "octree": "8"}
 DPI = 110
 
 
