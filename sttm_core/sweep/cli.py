@@ -14,7 +14,7 @@ from ..qa import QAError
 from ..temporal import TEMPORAL_MODES
 from .report import format_table
 from .runner import run
-from .tables import NEEDS_MODEL, NOT_BUILT, TABLES, format_paper_table, run_table
+from .tables import NEEDS_MODEL, TABLES, format_paper_table, run_table
 
 CHOOSABLE = tuple(name for name in METHODS if name != "all")  # all tokens is the reference
 BUDGET_METHODS = tuple(m.name for m in METHODS.values() if m.takes == "budget")
@@ -78,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "sttm runs at the tauS x tauT grid, the others at the budgets.")
     p.add_argument("--paper-table", choices=TABLES,
                    help="lay the run out as one of the paper's tables (see README): 1 every "
-                        "method at each budget, 5 root-grid pooling vs quadtree, 7 temporal "
-                        "matching, 8 position rule, 9 merge layer (6 is not implemented); "
+                        "method at each budget, 5 root-grid pooling vs quadtree, 6 decomposed vs "
+                        "joint octree, 7 temporal matching, 8 position rule, 9 merge layer; "
                         "writes OUT/table<N>.csv and .png")
     p.add_argument("--root-levels", type=_int_list, default=[0, 1, 2],
                    help="root levels of --paper-table 5 (0,1,2)")
@@ -131,8 +131,6 @@ def _check_args(parser, args) -> None:
         parser.error(f"--budgets must be in (0, 1], got {args.budgets}")
     if args.frames < 1 or (args.limit is not None and args.limit < 1):
         parser.error("--frames and --limit must be >= 1")
-    if args.paper_table in NOT_BUILT:
-        parser.error(NOT_BUILT[args.paper_table])
     if args.paper_table in NEEDS_MODEL and args.features == "pixel":
         parser.error(f"--paper-table {args.paper_table} needs --model: "
                      f"{NEEDS_MODEL[args.paper_table]}")
