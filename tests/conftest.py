@@ -58,6 +58,20 @@ def free_port() -> int:
     return _free_port()
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright (no browser download), one per test module; a
+    test that needs it is skipped, saying why, where it is missing."""
+    from pathlib import Path
+
+    from support.page import CHROMIUM, chromium
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    with chromium() as b:
+        yield b
+
+
 @pytest.fixture(scope="session")
 def serve():
     """serve(engine, frames, **build_demo options) -> URL of the app running on its own port;

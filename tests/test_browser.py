@@ -18,7 +18,7 @@ from sttm_core.models.checkpoints import load_model
 from sttm_core.pixels import pixel_patch_features
 from sttm_core.video import load_video
 from sttm_viz.session import Engine
-from support.page import CHROMIUM, FLAGS
+from support.page import CHROMIUM
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(
     not Path(CHROMIUM).exists(),
@@ -31,16 +31,6 @@ VIEWPORT = {"width": 1400, "height": 900}
 @pytest.fixture(scope="module")
 def app_url(serve):
     return serve(Engine(None, "browser test without a model."), FRAMES)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

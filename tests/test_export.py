@@ -25,7 +25,6 @@ from sttm_core.video import load_video
 from sttm_viz import guide
 from sttm_viz.export import export
 from sttm_viz.payload import budget_table
-from support.page import CHROMIUM, FLAGS
 
 FRAMES = 8
 NAMES = ["fast_motion", "static"]
@@ -135,7 +134,8 @@ def test_the_page_words_come_from_python(site):
     assert config["methods"] == METHOD_MENU and config["modes"] == guide.MODES
     assert config["presets"] == {k: list(v) for k, v in guide.PRESETS.items()}
     assert set(config["absent_methods"]) == {"FastV", "FrameFusion", "ToMe per frame",  # server-made
-                                             "ToMe per snippet", "ToMe per video", "DyCoke"}
+                                             "ToMe per snippet", "ToMe per video", "DyCoke",
+                                             "Joint octree"}
     assert [v["title"] for v in config["videos"]] == ["Fast motion", "Static scene"]
     for name in ("Chat", "Time to first token", "QA accuracy"):
         assert "needs a model" in config["model_panels"][name]
@@ -209,18 +209,6 @@ def site_url(site):
     finally:
         server.terminate()
         server.wait(10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
