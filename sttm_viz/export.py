@@ -255,7 +255,7 @@ def page_config(engine, done: list[Exported], frames: int) -> dict:
            "run `sttm-studio` for it")
     return {
         "title": guide.TITLE, "tagline": markdown_inline(guide.TAGLINE),
-        "help": guide.HELP, "labels": guide.LABELS, "modes": guide.MODES,
+        "help": guide.HELP, "words": guide.WORDS, "labels": guide.LABELS, "modes": guide.MODES,
         "presets": {k: list(v) for k, v in guide.PRESETS.items()},
         "preset_note": guide.PRESET_NOTE,
         "methods": METHOD_MENU,

@@ -7,25 +7,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 TITLE = "STTM Studio"
-TAGLINE = ("A video LLM reads every frame as a grid of patch tokens. **STTM** merges "
-           "redundant ones before the model reads them: **τS** joins similar patches *within* a "
-           "frame into bigger boxes, **τT** joins a box with the same place in the previous "
-           "frame. Drag the sliders and watch the map.")
+TAGLINE = ("A video LLM reads every frame as a grid of patch tokens. **STTM** acts *inside* the "
+           "LLM: the decoder's first k layers read every token; at layer k STTM merges redundant "
+           "ones, and the layers from k on read only what is left. **τS** joins similar patches "
+           "*within* a frame into bigger boxes, **τT** joins a box with the same place in the "
+           "previous frame. Drag the sliders and watch the map.")
 
 MODES = {"Thresholds": "thresholds", "Token budget": "budget"}
 
 HELP = {
     "mode": "Thresholds: you set τS and τT. Token budget: you say how many tokens to keep; "
             "τS and τT are found for this video.",
-    "tau_s": "A box stays ONE token if it is at least this similar to each of its 4 "
-             "quarters. Lower → bigger boxes.",
+    "tau_s": "A box stays ONE token if its cosine similarity to each of its 4 quarters is at "
+             "least τS; else it splits into them (a quadtree). Lower → bigger boxes.",
     "temporal": "Merge across frames (τT)",
-    "tau_t": "A box joins the previous frame's box around (or inside) it if at least this "
-             "similar. Lower → longer chains.",
+    "tau_t": "A box joins the previous frame's box around (or inside) it if their cosine "
+             "similarity is at least τT. Lower → longer chains.",
     "budget": "Share of the video's patch tokens to keep; τS and τT follow it.",
-    "root": "The coarsest boxes: the search starts here and only splits.",
+    "root": "Where the quadtree starts: each frame is first cut into this grid, whose cells "
+            "only split from there (the legend's sizes are the boxes that result).",
     "method": "STTM, or a baseline that keeps the same token budget.",
-    "layer": "The decoder layer whose hidden states are merged (the paper: 2).",
+    "layer": "The decoder layer whose input STTM merges (the paper: 2). Layers before it read "
+             "every token.",
     "frames": "Frames sampled uniformly from the video.",
 }
 
@@ -39,9 +42,69 @@ PRESETS = {  # name -> (tauS, tauT): the paper's settings for LLaVA-OneVision-7B
     "Paper 50% (τS .85, τT .65)": (0.85, 0.65),
     "Paper 30% (τS .85, τT .55)": (0.85, 0.55),
 }
-PRESET_NOTE = ("The paper's thresholds were tuned on a model's hidden states. Similarities "
-               "depend on the features: on pixels most lie in 0.9–1.0 (see the histograms), so "
-               "the same thresholds merge far more.")
+PRESET_NOTE = ("The paper's thresholds were tuned on a model's hidden states, where they keep "
+               "about 50% / 30%. On pixels most similarities lie in 0.9–1.0 (see the "
+               "histograms), so the same thresholds merge far more.")
+
+# The lab's own words (sttm_viz/web/lab.js, plots.js and app.js read them as STTM.words;
+# {name} is filled in by the page). One place, so the app and the static lab say the same.
+WORDS = {
+    # the readout: each number with its own denominator (the video's patches)
+    "after_tau_s": "{pct} of patches kept after τS",
+    "after_tau_t": "{pct} of patches kept after τT",
+    # what "similar" and a box are, shown before a token is clicked
+    "primer": (
+        "<b>{action} a token on the map</b> (or focus the map: arrow keys move, Enter "
+        "inspects) to see why it is what it is.<br><br><b>Similar</b> means the cosine "
+        "similarity of two feature vectors (1 = same direction). A <b>box</b>'s feature is "
+        "the mean of its patches' features. <b>τS</b> walks a quadtree: from the root grid "
+        "down, a box stays one token if it is at least τS similar to each of its 4 quarters, "
+        "else it splits. <b>τT</b> then links a box to the box at the same place in the "
+        "previous frame (one inside the other) if at least τT similar: the later one is "
+        "<b>merged</b> into the earlier one's token (striped), so it is <b>kept</b> once."),
+    # the map's caption: what τT did on the frame shown
+    "carried": "Frame {frame}: {pct} of its area is carried over from earlier frames (grey "
+               "stripes: τT merged it into an earlier token, nothing new is sent); the solid "
+               "boxes are new tokens.",
+    "carried_none": "Frame {frame}: every box is a new token (nothing here is at least τT "
+                    "similar to the previous frame).",
+    "carried_first": "Frame 1: every token is new (no earlier frame). Step → to see what τT "
+                     "carries over.",
+    # why a small box can stand for many patches
+    "nested": "Why so many: a carried-over box joins the token of the box around it in the "
+              "previous frame, so a token counts every patch of every frame it spans (nested "
+              "carry-over), not just this box.",
+    # the legend: box sizes (patches per box), not the root grid
+    "legend_sizes": "patches per box (~: about):",
+    "legend_approx": "~: about (sizes rounded to a power of 2; boxes on odd grids are not "
+                     "square)",
+    # the merge-layer diagram
+    "layers_model": "Inside {model} ({layers} decoder layers): layers 0–{before} read all "
+                    "{all} video tokens; STTM merges at layer {k}; layers {k}–{last} read "
+                    "{kept}.",
+    "layers_pixels": "In a model, layers below k read all {all} video tokens and STTM merges "
+                     "at layer k (the paper: 2); the layers from k on read {kept}. No model "
+                     "here: per-patch pixels stand in for layer k's input.",
+    "layers_caption": "decoder layers",
+    # presets on the features at hand
+    "preset_keep": "On this video's {features}: {keeps}.",
+    # query-aware baselines
+    "asks_question": "{method} picks tokens by a question's attention: ask one in the Chat "
+                     "tab. Meanwhile every patch is shown.",
+    "asks_model": "{method} needs a model: it picks tokens by a question's attention inside "
+                  "the model, and this page has none. Every patch is shown.",
+    "baseline_mode": "baselines always keep the token budget",
+}
+
+# What the model's answers are worth: said wherever an answer appears (chat, TTFT, scores)
+RANDOM_WEIGHTS = ("⚠ {model} has random weights (a test model): its answers are meaningless "
+                  "and its scores are chance; only the token counts and timings mean something.")
+TINY_MODEL = ("⚠ {model} is a tiny model ({params}M parameters): expect answers near chance.")
+
+# The Load button: which video it loads
+LOAD_LABEL = "Load the uploaded video (or, with none, the example again)"
+LOAD_RULE = ("Load takes the uploaded video if there is one (uploading clears the Example "
+             "box); with no upload it reloads the example, e.g. at a new frame count.")
 
 
 @dataclass(frozen=True)
@@ -53,10 +116,10 @@ class Example:
 
 EXAMPLES = [
     Example("fast_motion", "Fast motion",
-            "The still background chains across all frames (striped after frame 0); the ball "
-            "and the square get fresh small tokens in every frame. Play it, then raise τT."),
+            "The still background chains across all frames (striped from frame 2 on); the "
+            "ball and the square get fresh small tokens in every frame. Play it, then raise τT."),
     Example("static", "Static scene",
-            "Almost nothing changes: after frame 0 nearly every box is carried over. Only the "
+            "Almost nothing changes: from frame 2 on nearly every box is carried over. Only the "
             "blinking light in a corner gets new tokens. Try τT 0.99."),
     Example("camera_pan", "Camera pan",
             "Everything slides left a little each frame, so fewer boxes match the previous "

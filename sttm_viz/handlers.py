@@ -38,9 +38,11 @@ BUDGET_RANGE = (0.05, 1.0)  # the budget slider (payload.BUDGETS spans it)
 
 
 def controls_from(session: Session | None, mode: str, tau_s, tau_t, temporal, budget, root: str,
-                  layer, method: str) -> Controls:
+                  layer, method: str, *, check_method: bool = True) -> Controls:
     """The page's control values (labels as shown) as Controls for this session's video.
-    Each value is checked (an API call may send anything); a UserError says which is wrong."""
+    Each value is checked (an API call may send anything); a UserError says which is wrong.
+    check_method=False: a query-aware baseline that cannot run here is no error (the page's
+    own requests: one queued behind a method change may carry the new method)."""
     choices = session.root_choices if session else DEFAULT_ROOTS
     level = root_level(root, choices)
     if level is None:
@@ -58,7 +60,8 @@ def controls_from(session: Session | None, mode: str, tau_s, tau_t, temporal, bu
                         merge_layer=int(check_number("Merge layer", layer, 0, top_layer,
                                                      whole=True)),
                         method=_choice("Method", method, METHOD_MENU))
-    _check_method(controls, session)
+    if check_method:
+        _check_method(controls, session)
     return controls
 
 
@@ -74,6 +77,14 @@ def _check_method(controls: Controls, session: Session | None) -> None:
     if controls.merge_layer < 1:
         raise UserError(f"{method.label} ranks tokens by the attention of the layer before the "
                         "merge layer: set the merge layer to 1 or more.")
+
+
+def _cannot_ask(controls: Controls, session: Session) -> bool:
+    """A query-aware baseline that cannot run here (no model, or no layer before the merge
+    layer): it has no tokens to send (the page says why); load and chat say it as an error."""
+    if not METHODS[controls.method].query_aware:
+        return False
+    return not session.engine.has_model or controls.merge_layer < 1
 
 
 _GRID = re.compile(r"\s*(\d{1,5})\s*[×xX]\s*(\d{1,5})\s*")
@@ -143,7 +154,7 @@ def sync(session: Session, controls: Controls) -> dict:
         temporal = {"spatial_only": False, "temporal_only": True}.get(method, controls.temporal)
         root = levels - 1 if method == "temporal_only" else min(controls.root_level, levels - 1)
         message["tables"].append(session.budget_table(root, temporal))
-    elif method in SERVER_METHODS:
+    elif method in SERVER_METHODS and not _cannot_ask(controls, session):
         result = session.reduce(controls)
         if result is not None:
             message["tokens"] = dict(tokens_json(result), budget=controls.budget)
@@ -162,6 +173,10 @@ def page_payload(session: Session, video: VideoFeatures) -> dict:
     payload = video_payload(video, source, notes)
     example = guide.example_named(Path(video.clip.path).stem)
     payload["example"] = {"title": example.title, "look": example.look} if example else None
+    # the merge-layer diagram: where in the decoder these features are merged (None: pixels)
+    payload["model"] = None if video.layer is None else {
+        "name": engine.model_name, "layers": engine.num_layers, "layer": video.layer}
+    payload["has_model"] = engine.has_model  # a query-aware baseline can ask a question
     return payload
 
 
@@ -184,7 +199,7 @@ def chat(session: Session, question: str, history: list, compare: bool,
     compare = check_flag("Compare", compare)
     history = list(history or []) + [{"role": "user", "content": question}]
     for reply, reference in session.ask(question, controls, compare):
-        note = "" if not reply.done else "\n\n" + reply_note(reply)
+        note = "" if not reply.done else "\n\n" + reply_note(reply) + _caveat(session)
         messages = history + [{"role": "assistant", "content": reply.text + note}]
         if reference is not None:
             verdict = ""
@@ -201,10 +216,19 @@ def chat(session: Session, question: str, history: list, compare: bool,
 
 
 def reply_note(reply) -> str:
+    """One denominator per number: prefill tokens (video and text) as a count, the video's
+    tokens as the share kept."""
     where = ("cached video prefix" if reply.cache_reused
              else "video prefix prefilled for this reply")
-    return (f"*TTFT {reply.ttft_s:.2f} s · {where} · {reply.tokens_before} → "
-            f"{reply.tokens_after} prefill tokens ({reply.keep_ratio:.0%} of video tokens)*")
+    return (f"*TTFT {reply.ttft_s:.2f} s · {where} · prefill {reply.tokens_before} → "
+            f"{reply.tokens_after} tokens (video and question) · "
+            f"{reply.keep_ratio:.0%} of the video's tokens kept*")
+
+
+def _caveat(session: Session) -> str:
+    """The warning every answer of a random or tiny model carries ("" otherwise)."""
+    caveat = session.engine.answer_caveat
+    return f"\n\n*{caveat}*" if caveat else ""
 
 
 def measure_ttft(session: Session, controls: Controls) -> dict:
@@ -219,7 +243,7 @@ def measure_ttft(session: Session, controls: Controls) -> dict:
         f"prefix prefilled for it (both ways); median of {t['runs']} runs after a warm-up.\n\n"
         "| | prefill tokens | TTFT s (median) | runs s |\n|---|---|---|---|\n"
         f"{rows}\n\nThe vision encoder (unchanged by STTM) ran once for this video: "
-        f"{t['vision_encoder_s']:.2f} s, not included above.")}
+        f"{t['vision_encoder_s']:.2f} s, not included above." + _caveat(session))}
 
 
 def score(session: Session, controls: Controls, progress=None) -> dict:
@@ -239,7 +263,7 @@ def score(session: Session, controls: Controls, progress=None) -> dict:
         f"chance {chance:.0%} · {sum(keep) / len(keep):.0%} of video tokens kept\n\n"
         "| # | question | STTM | all tokens | correct | agree |\n|---|---|---|---|---|---|\n"
         + "\n".join(rows) + "\n\nAnswers are option letters parsed from each reply "
-        "('?': none found); with a tiny or random model expect chance level.")}
+        "('?': none found)." + _caveat(session))}
 
 
 def upload_qa(session: Session, path) -> dict:

@@ -183,8 +183,27 @@ class Engine:
     def model_name(self) -> str:
         return Path(self.loaded.name).name if self.loaded else ""
 
+    @property
+    def answer_caveat(self) -> str:
+        """A warning for every answer of a model whose answers mean nothing (random weights, or
+        too small to read a video); "" for a real model or none."""
+        if not self.loaded:
+            return ""
+        from sttm_core.models.checkpoints import has_random_weights
+
+        from . import guide
+
+        model = self.loaded.model
+        if has_random_weights(model):
+            return guide.RANDOM_WEIGHTS.format(model=self.model_name)
+        params = sum(p.numel() for p in model.parameters())
+        if params < TINY_PARAMS:
+            return guide.TINY_MODEL.format(model=self.model_name, params=f"{params / 1e6:.1f}")
+        return ""
+
 
 BROWSERS_REMEMBERED = 100_000  # session hashes (a few MB at most)
+TINY_PARAMS = 100_000_000  # fewer parameters than this: a model too small to answer
 FORGOTTEN = ("This session's video is gone: the app forgets a session idle for an hour, or "
              "when many newer ones came after it (it keeps the {} most recently used). Load a "
              "video to start again.")

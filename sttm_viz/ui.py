@@ -64,7 +64,11 @@ def build_demo(engine: Engine, *, default_frames: int = 16, gpu="spaces") -> gr.
     head = page_head()
     c: dict[str, gr.components.Component] = {}  # controls and outputs by name
     examples = {e.title: e for e in guide.EXAMPLES if (engine.examples_dir / f"{e.name}.mp4").exists()}
+    # the example a page opens on, loaded by itself (None: a CPU model waits for a click).
+    # The dropdown starts on it: set from the server, a dropdown fires `input` and loads again
     first = next(iter(examples.values()), None)
+    if engine.has_model and not _on_cuda(engine):
+        first = None
     settings = dict(mode="Thresholds", tauS=0.9, tauT=0.9, temporal=True, budget=0.3,
                     root="4×4", method="STTM")
 
@@ -73,7 +77,8 @@ def build_demo(engine: Engine, *, default_frames: int = 16, gpu="spaces") -> gr.
         state = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=engine.forget)
         with gr.Row(equal_height=False, elem_id="sttm-top"):
             gr.Markdown(f"# {guide.TITLE}\n{guide.TAGLINE}", elem_id="sttm-header")
-            c["example"] = gr.Dropdown(list(examples), value=None, label="Example video",
+            c["example"] = gr.Dropdown(list(examples), value=first and first.title,
+                                       label="Example video",
                                        scale=0, min_width=260, elem_id="sttm-example")
         # elem_ids: lab.css reorders these on a phone (the map, then tauS and tauT under it)
         with gr.Row(equal_height=False, elem_id="sttm-main"):
@@ -83,7 +88,8 @@ def build_demo(engine: Engine, *, default_frames: int = 16, gpu="spaces") -> gr.
                     js_on_load="STTM.mountLab(element, props); watch('value', () => STTM.app.load(props.value));"
                                " if (props.value) STTM.app.load(props.value);",
                     elem_id="sttm-lab", apply_default_css=False, methods=METHOD_MENU,
-                    help=guide.HELP, settings=settings)
+                    help=guide.HELP, words=guide.WORDS, presets=guide.PRESETS,
+                    settings=settings)
             with gr.Column(scale=1, min_width=380, elem_id="sttm-controls"):
                 c["mode"] = gr.Radio(list(guide.MODES), value="Thresholds", label="Mode",
                                      show_label=False, elem_id="sttm-mode")
@@ -115,12 +121,13 @@ def build_demo(engine: Engine, *, default_frames: int = 16, gpu="spaces") -> gr.
                     c["frames"] = gr.Slider(1, engine.max_frames, value=default_frames, step=1,
                                             label="Frames", info=guide.HELP["frames"],
                                             elem_id="sttm-frames")
-                    load_btn = gr.Button("Load (the upload, or the example again)",
-                                         variant="primary")
+                    load_btn = gr.Button(guide.LOAD_LABEL, variant="primary",
+                                         elem_id="sttm-load")
+                    gr.Markdown(f"<small>{guide.LOAD_RULE}</small>", elem_id="sttm-load-rule")
                     c["method"] = gr.Dropdown(list(METHOD_MENU), value="STTM", label="Method",
                                               info=guide.HELP["method"], elem_id="sttm-method")
                     c["layer"] = gr.Slider(0, max(num_layers - 1, 1), value=min(2, num_layers - 1),
-                                           step=1, label="Merge layer k",
+                                           step=1, label="Merge layer k", elem_id="sttm-layer",
                                            info=guide.HELP["layer"] if engine.has_model
                                            else "needs a model: pixels have no layers",
                                            interactive=engine.has_model)
@@ -148,10 +155,13 @@ def _model_tabs(c: dict, engine: Engine) -> None:
     """Chat, TTFT and QA scoring; without a model each says why in one line instead."""
     live = engine.has_model
     why = "" if live else f"*Needs a model — {engine.why_no_model}*"
+    caveat = engine.answer_caveat  # random weights or a tiny model: said above every answer
     with gr.Tabs():
         with gr.Tab("Chat"):
             gr.Markdown(why, visible=not live)
-            c["chat"] = gr.Chatbot(label="Chat with the video", height=320, visible=live)
+            gr.Markdown(f"*{caveat}*", visible=bool(caveat), elem_classes="sttm-caveat")
+            c["chat"] = gr.Chatbot(label="Chat with the video", height=320, visible=live,
+                                   elem_id="sttm-chat")
             with gr.Row(visible=live):
                 c["question"] = gr.Textbox(placeholder="Ask about the video…", label="Question",
                                            show_label=False, max_length=MAX_QUESTION_CHARS,
@@ -163,11 +173,13 @@ def _model_tabs(c: dict, engine: Engine) -> None:
                                              "as in scoring)")
         with gr.Tab("Time to first token"):
             gr.Markdown(why, visible=not live)
+            gr.Markdown(f"*{caveat}*", visible=bool(caveat), elem_classes="sttm-caveat")
             c["measure"] = gr.Button("Measure TTFT: all tokens vs the current setting",
                                      visible=live)
             c["ttft"] = gr.Markdown()
         with gr.Tab("QA accuracy"):
             gr.Markdown(why, visible=not live)
+            gr.Markdown(f"*{caveat}*", visible=bool(caveat), elem_classes="sttm-caveat")
             c["qa_info"] = gr.Markdown()
             c["qa_file"] = gr.File(label="QA set (JSON / JSONL / CSV)", visible=live,
                                    file_types=[".json", ".jsonl", ".csv"])
@@ -190,12 +202,14 @@ def _wire(demo, c, state, engine, gpu, presets, load_btn, examples, first, defau
     load_fn = on_model(handlers.load, load_outputs)
     done_loading = dict(fn=None, inputs=None, outputs=None,
                         js="() => STTM.app.loading(null)")
-    c["example"].input(None, c["example"], None,
+    c["example"].select(None, c["example"], None,
                        js="(name) => STTM.app.loading && STTM.app.loading(`Loading ${name}…`)")
-    c["example"].input(_from_example(load_fn, examples, engine),
+    c["example"].select(_from_example(load_fn, examples, engine),
                        [state, c["example"], c["frames"], *controls], out(*load_outputs),
                        show_progress="hidden", api_name="load_example", **MODEL_QUEUE
                        ).then(**done_loading)
+    # an upload is what Load loads: the example box no longer names another video
+    c["video"].upload(lambda: None, None, c["example"], queue=False, show_progress="hidden")
     load_btn.click(None, None, None, js="() => STTM.app.loading('Loading the video…')")
     load_btn.click(_upload_or_example(load_fn, examples, engine),
                    [state, c["video"], c["example"], c["frames"], *controls], out(*load_outputs),
@@ -221,14 +235,20 @@ def _wire(demo, c, state, engine, gpu, presets, load_btn, examples, first, defau
                f" temporal: true}}); return ['Thresholds', {tau_s}, {tau_t}, true]; }}")
 
     # ... and asks the server only for what it cannot compute: the page triggers this
-    c["served"].click(_handler(engine, handlers.sync, ("served",)), [state, *controls],
+    # a request queued behind a method change runs with the new method (always_last): a
+    # query-aware one without a model then gets no tokens, not an error toast
+    c["served"].click(_handler(engine, handlers.sync, ("served",), check_method=False),
+                      [state, *controls],
                       out("served"), api_name="sync", **QUIET)
-    c["layer"].release(None, c["layer"], None,
-                       js="(k) => STTM.app.loading(`Running the model up to layer ${k}…`)")
-    c["layer"].release(on_model(handlers.change_layer, ("lab", "ttft", "scores")),
-                       [state, *controls], out("lab", "ttft", "scores"),
-                       show_progress="hidden", api_name="change_layer", **MODEL_QUEUE
-                       ).then(**done_loading)
+    # input, not release: arrow keys and the number box move the merge layer too (and not
+    # change, which also fires when the page mounts); a drag's many inputs run the model for
+    # the last one only (always_last)
+    c["layer"].input(None, c["layer"], None,
+                     js="(k) => STTM.app.loading(`Running the model up to layer ${k}…`)")
+    c["layer"].input(on_model(handlers.change_layer, ("lab", "ttft", "scores")),
+                     [state, *controls], out("lab", "ttft", "scores"),
+                     show_progress="hidden", api_name="change_layer", trigger_mode="always_last",
+                     **MODEL_QUEUE).then(**done_loading)
 
     # the model: one queue for every session
     chat_fn = on_model(handlers.chat, ("chat", "question", "served"), needs_video=True)
@@ -243,10 +263,10 @@ def _wire(demo, c, state, engine, gpu, presets, load_btn, examples, first, defau
     c["qa_file"].upload(_handler(engine, handlers.upload_qa, ("qa_info",), controls=False,
                                  needs_video=True),
                         [state, c["qa_file"]], out("qa_info"), api_name="upload_qa")
-    if first is not None and (not engine.has_model or _on_cuda(engine)):
-        demo.load(lambda: first.title, None, c["example"], queue=False).then(
-            _from_example(load_fn, examples, engine), [state, c["example"], c["frames"], *controls],
-            out(*load_outputs), show_progress="hidden", **MODEL_QUEUE).then(**done_loading)
+    if first is not None:
+        demo.load(_from_example(load_fn, examples, engine),
+                  [state, c["example"], c["frames"], *controls], out(*load_outputs),
+                  show_progress="hidden", **MODEL_QUEUE).then(**done_loading)
 
 
 def _on_cuda(engine: Engine) -> bool:
@@ -272,7 +292,8 @@ def _from_example(load_fn, examples: dict, engine: Engine):
 
 
 def _handler(engine: Engine, fn, outputs: tuple[str, ...], *, controls: bool = True,
-             needs_video: bool = False, progress: bool = False, gpu=None):
+             needs_video: bool = False, progress: bool = False, gpu=None,
+             check_method: bool = True):
     """A handler of sttm_viz.handlers as a Gradio callback: (state, *inputs[, *controls]) ->
     (state, *outputs in order); UserError (and anything unexpected) becomes a message. The
     session is in use (Engine.serving: never closed, its caches kept) until the handler, or
@@ -285,7 +306,8 @@ def _handler(engine: Engine, fn, outputs: tuple[str, ...], *, controls: bool = T
             raise UserError(session.closed or "Load a video first.")
         inputs, values = args[:len(args) - n_controls], args[len(args) - n_controls:]
         if n_controls:
-            inputs = (*inputs, handlers.controls_from(session, *values))
+            inputs = (*inputs, handlers.controls_from(session, *values,
+                                                      check_method=check_method))
         return inputs
 
     def options() -> dict:  # made where the work runs (a progress bar is not sent anywhere)

@@ -69,10 +69,10 @@ def test_a_visit_load_three_questions_new_tau_and_scores(space):
     assert answer == reference_answer(loaded, "What is shown?", STTMConfig(0.8, 0.6, 0, 2))
 
     # a new τS: the worker re-merges the cached prefix from layer k (layers < k not re-run)
-    before = re.search(r"(\d+) → (\d+) prefill tokens", notes[-1]).groups()
+    before = re.search(r"prefill (\d+) → (\d+) tokens", notes[-1]).groups()
     history = client.predict("And now?", history, False, *controls(tau_s=0.3), api_name="/chat")[0]
     note = text_of(history[-1])
-    after = re.search(r"(\d+) → (\d+) prefill tokens", note).groups()
+    after = re.search(r"prefill (\d+) → (\d+) tokens", note).groups()
     assert "cached video prefix" in note and int(after[1]) < int(before[1])
 
     scores = client.predict(*controls(), api_name="/score")

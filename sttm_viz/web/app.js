@@ -43,7 +43,11 @@ tagged with the video id they belong to.
     /** Mode, method or temporal merging changed: what the other controls should show
      * (Gradio updates for [mode, tauS, tauT, temporal, budget, root]). */
     controlState(mode, method, temporal, budget) {
-      this.control({ mode, method, temporal, budget });
+      // a baseline always keeps the budget: the Mode radio says so while one is picked, and
+      // the mode chosen for STTM comes back with STTM (the radio's shown value is not taken)
+      const fromSTTM = this.settings.method === "sttm";
+      const toSTTM = (this.methods[method] || method) === "sttm";
+      this.control({ mode: fromSTTM && toSTTM ? mode : undefined, method, temporal, budget });
       const s = this.settings, baseline = s.method !== "sttm";
       const auto = s.mode === "budget" || baseline;
       const why = baseline ? `not used: ${this.labels[s.method] || s.method} keeps the budget`
@@ -64,7 +68,8 @@ tagged with the video id they belong to.
         tauT.value = s.tauT;
       }
       const tree = ["sttm", "spatial_only"].includes(s.method);
-      return [upd({ interactive: !baseline, info: baseline ? "baselines always keep the token budget" : null }),
+      const modeLabel = baseline ? "Token budget" : Object.keys(MODES).find((k) => MODES[k] === s.mode);
+      return [upd({ interactive: !baseline, value: modeLabel, info: baseline ? STTM.say("baseline_mode") : null }),
               tauS, tauT,
               upd({ interactive: s.method === "sttm" }),
               upd({ visible: auto }),
@@ -109,11 +114,27 @@ tagged with the video id they belong to.
         img.src = src;
         return img;
       });
-      this.view = { ...this.view, frame: 0, selected: null, hover: -1, playing: false };
+      this.view = { ...this.view, frame: 0, selected: null, hover: -1, playing: false, cursor: null };
       this.stopPlaying();
       this.mergeKey = "";
       this.shownKey = "";
       this.refresh();
+      const t = this.teachingFrame();
+      if (t) this.setView({ frame: t });
+    },
+
+    /** The frame a new video opens on: the earliest where τT carries over about the most (within
+     * 5% of the frame) and some tokens are new, so the first view shows both halves of the merge;
+     * frame 0 has nothing to carry over. */
+    teachingFrame() {
+      const tk = this.tokens;
+      if (!tk || tk.served || tk.T < 2 || !STTM.carriedShare) return 0;
+      const shares = Array.from({ length: tk.T }, (_, t) => (t ? STTM.carriedShare(tk, t) : 0));
+      // a frame with new tokens too (both kinds of box side by side), else any
+      const mixed = shares.map((c, t) => (t && tk.newPerFrame[t] > 0 ? c : 0));
+      const pool = Math.max(...mixed) > 0 ? mixed : shares;
+      const top = Math.max(...pool);
+      return top > 0 ? pool.findIndex((c) => c >= top - 0.05) : 0;
     },
 
     /** A server message for the current video: budget tables, a baseline's tokens. */
@@ -154,7 +175,7 @@ tagged with the video id they belong to.
       if (t && t.method === s.method && (asks || Math.abs(t.budget - s.budget) < 1e-9)) {
         return { kind: "served", method: s.method };
       }
-      if (asks) return { kind: "wait", why: `${this.labels[s.method] || s.method} picks tokens by a question's attention: ask one in the Chat tab. Meanwhile every patch is shown.` };
+      if (asks) return { kind: "wait", why: STTM.say(this.payload.has_model === false ? "asks_model" : "asks_question", { method: this.labels[s.method] || s.method }) };
       return { kind: "wait", need: `tokens|${s.method}|${s.budget}`, why: `${this.labels[s.method] || s.method}: computing its tokens…` };
     },
 
@@ -219,6 +240,13 @@ tagged with the video id they belong to.
       this.timer = null;
       this.view.playing = false;
     },
+  };
+
+  /** One of the page's words (sttm_viz/guide.py WORDS) with {name}s filled in; the key itself
+   * where the page was given none (a test page with the scripts only). */
+  STTM.say = function (key, vars = {}) {
+    const text = (STTM.words && STTM.words[key]) || key;
+    return text.replace(/\{(\w+)\}/g, (m, name) => (name in vars ? String(vars[name]) : m));
   };
 
   function autoInfo(name, why, values, key) {

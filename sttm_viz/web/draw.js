@@ -1,7 +1,10 @@
 /* Canvas drawing of a token structure (merge.js) over a frame, and the legends.
 
 The visual code (the same on the map, the all-frames grid and the chains plot):
-  colour        by size: a box of 1 patch is red, ~4 yellow, ~16 green, ... large boxes cool;
+  colour        by size: Okabe and Ito's palette (told apart with the common colour
+                blindnesses; tests/test_lesson.py checks them simulated): 1 patch vermillion,
+                4 yellow, 16 sky blue, ...; each box also
+                shows its patch count (a cue without colour) where it is large enough;
                 or by chain: one colour per output token, kept in every frame it spans
   solid fill    a token that is new in this frame: the model receives it here
   grey + stripes a token carried over from an earlier frame (merged in time by tauT): the model
@@ -15,10 +18,12 @@ The visual code (the same on the map, the all-frames grid and the chains plot):
   if (STTM.drawLoaded) return;
   STTM.drawLoaded = true;
 
-  // round(log2(area)) -> colour; warm = fine, cool = coarse (as sttm_viz/draw.py)
-  const SIZE_PALETTE = ["#e41a1c", "#ff7f00", "#ffd92f", "#a6d854", "#1b9e77", "#17becf",
-                        "#377eb8", "#6a3d9a", "#e7298a"];
-  const SIZE_NAMES = ["1 patch", "~2", "2×2", "~8", "4×4", "~32", "8×8", "~128", "≥ 256"];
+  // round(log2(area)) -> colour; warm = fine, cool = coarse. Okabe & Ito's colours, safe for
+  // protanopia, deuteranopia and tritanopia; neighbouring sizes never share a hue family
+  const SIZE_PALETTE = ["#D55E00", "#0072B2", "#F0E442", "#CC79A7", "#56B4E9", "#E69F00",
+                        "#009E73", "#000000", "#999999"];
+  // patches per box: the legend names sizes by count (the root grid is named as a grid)
+  const SIZE_NAMES = ["1", "~2", "4", "~8", "16", "~32", "64", "~128", "≥ 256"];
   const GOLDEN = 0.618033988749895;
 
   function sizeLevel(area) {
@@ -105,6 +110,7 @@ The visual code (the same on the map, the all-frames grid and the chains plot):
     }
     ctx.strokeStyle = "rgba(0,0,0,0.75)"; ctx.lineWidth = line;
     for (const r of rects) ctx.strokeRect(r.x + 0.5, r.y + 0.5, r.w - 1, r.h - 1);
+    if (!opts.thin) sizeLabels(ctx, rects);
     for (const [id, ring] of [[opts.hover, "#ffd400"], [opts.selected, "#ffffff"]]) {
       if (id === undefined || id === null || id < 0) continue;
       for (const r of rects) {
@@ -119,6 +125,17 @@ The visual code (the same on the map, the all-frames grid and the chains plot):
     ctx.restore();
   }
 
+  /** Each box's patch count in its corner, where it fits: box size without colour. */
+  function sizeLabels(ctx, rects) {
+    ctx.font = "bold 10px sans-serif"; ctx.textBaseline = "top"; ctx.lineWidth = 3;
+    ctx.strokeStyle = "rgba(0,0,0,0.8)"; ctx.fillStyle = "#fff"; ctx.lineJoin = "round";
+    for (const r of rects) {
+      if (r.w < 16 || r.h < 14 || r.token < 0) continue;
+      ctx.strokeText(String(r.area), r.x + 3, r.y + 3);
+      ctx.fillText(String(r.area), r.x + 3, r.y + 3);
+    }
+  }
+
   /** Legend HTML of the map and the grid for a step and colouring. */
   function legendHTML(step, colourBy, areas, hasDropped) {
     const swatch = (style, text) => `<span class="sttm-key"><i style="${style}"></i>${text}</span>`;
@@ -127,6 +144,8 @@ The visual code (the same on the map, the all-frames grid and the chains plot):
     if (colourBy === "chain") parts.push(swatch("background:linear-gradient(90deg,#e41a1c,#377eb8,#1b9e77)", "one colour per token (a chain keeps it)"));
     else {
       const levels = [...new Set(areas.map(sizeLevel))].sort((a, b) => a - b);
+      const say = STTM.say || ((k) => k);
+      parts.push(`<span class="sttm-key" title="${say("legend_approx")}">${say("legend_sizes")}</span>`);
       for (const l of levels) parts.push(swatch(`background:${SIZE_PALETTE[l]}`, SIZE_NAMES[l]));
     }
     if (step === 3) parts.push(swatch("background:repeating-linear-gradient(135deg,#444 0 3px,#bbb 3px 5px)", "carried over from an earlier frame (merged by τT: nothing new sent)"));

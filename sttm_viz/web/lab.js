@@ -21,9 +21,10 @@ frames (plots.js), drawn when shown. */
     </div>
     <div class="sttm-example"></div>
     <div class="sttm-settings"></div>
+    <div class="sttm-layers" role="img"></div>
     <div class="sttm-body">
       <div class="sttm-stage">
-        <div class="sttm-canvas-wrap"><canvas class="sttm-map" tabindex="0" aria-label="Token map of the current frame: click a token"></canvas>
+        <div class="sttm-canvas-wrap"><canvas class="sttm-map" tabindex="0" aria-label="Token map of the current frame: click a token, or use the arrow keys to move and Enter to inspect; comma and period step frames"></canvas>
           <div class="sttm-tip"></div><div class="sttm-wait"></div></div>
         <div class="sttm-player">
           <button data-act="prev" title="previous frame (←)">‹</button>
@@ -32,6 +33,7 @@ frames (plots.js), drawn when shown. */
           <input type="range" class="sttm-frame" min="0" max="0" value="0" step="1" aria-label="frame">
           <span class="sttm-frame-label"></span>
         </div>
+        <div class="sttm-carried" aria-live="polite"></div>
         <div class="sttm-legend-row"><div class="sttm-legend"></div>
           <select class="sttm-colour" aria-label="colour"><option value="size">colour: box size</option><option value="chain">colour: token</option></select></div>
       </div>
@@ -48,6 +50,8 @@ frames (plots.js), drawn when shown. */
     const app = STTM.app;
     if (props && props.methods) { app.methods = props.methods; app.labels = Object.fromEntries(Object.entries(props.methods).map(([k, v]) => [v, k])); }
     if (props && props.help) STTM.help = props.help;
+    if (props && props.words) STTM.words = props.words;
+    if (props && props.presets) STTM.presets = props.presets;
     if (props && props.settings) app.control(props.settings);
     const rootEl = element.querySelector(".sttm-root") || element;
     rootEl.innerHTML = HTML;
@@ -67,13 +71,9 @@ frames (plots.js), drawn when shown. */
       app.stopPlaying();
       app.setView({ frame: (app.view.frame + (act === "next" ? 1 : T - 1)) % T });
     });
-    canvas.addEventListener("keydown", (e) => {
-      if (!app.tokens || !["ArrowLeft", "ArrowRight"].includes(e.key)) return;
-      e.preventDefault();
-      const T = app.tokens.T;
-      app.stopPlaying();
-      app.setView({ frame: (app.view.frame + (e.key === "ArrowRight" ? 1 : T - 1)) % T });
-    });
+    canvas.addEventListener("keydown", (e) => mapKey(app, e));
+    canvas.addEventListener("focus", () => { if (!app.view.cursor && app.ev) app.setView({ cursor: { y: app.ev.H >> 1, x: app.ev.W >> 1 } }); });
+    canvas.addEventListener("blur", () => { if (app.view.cursor) app.setView({ cursor: null }); });
     canvas.addEventListener("mousemove", (e) => hover(app, ui, e));
     canvas.addEventListener("mouseleave", () => { tip.style.display = "none"; if (app.view.hover !== -1) app.setView({ hover: -1 }); });
     canvas.addEventListener("click", (e) => {
@@ -94,6 +94,7 @@ frames (plots.js), drawn when shown. */
     STTM.mountChains(rootEl.querySelector('[data-panel="chains"]'));
     STTM.mountGrid(rootEl.querySelector('[data-panel="grid"]'));
     app.register({ render: (a, reason) => renderLab(a, ui, reason) });
+    app.register({ render: presetKeeps() });
     new ResizeObserver(() => app.render("resize")).observe(rootEl);
     followSliders(app);
   };
@@ -135,6 +136,8 @@ frames (plots.js), drawn when shown. */
     root.querySelector(".sttm-wait").style.display = wait ? "block" : "none";
     drawMap(app, ui);
     root.querySelector(".sttm-frame-label").textContent = frameLabel(app);
+    STTM.setHTML(root.querySelector(".sttm-carried"), esc(carriedCaption(app)));
+    renderLayers(app, root.querySelector(".sttm-layers"));
     const areas = [];
     if (tk && app.view.step > 1) {
       const b = tk.spatialBoxes;
@@ -156,8 +159,8 @@ frames (plots.js), drawn when shown. */
       STTM.setHTML(b[1], `<b>${num(tk.numSpatial - (served === "fastv" ? total - tk.numTokens : 0))}</b> boxes<small>${esc(app.labels[served] || served)}</small>`);
       STTM.setHTML(b[2], `<b>${num(tk.numTokens)}</b> tokens<small>${pct(tk.numTokens / total)} kept</small>`);
     } else {
-      STTM.setHTML(b[1], `<b>${num(tk.numSpatial)}</b> boxes<small>${pct(tk.numSpatial / total)} · merged in each frame</small>`);
-      STTM.setHTML(b[2], `<b>${num(tk.numTokens)}</b> tokens<small>${pct(tk.numTokens / total)} kept · merged across frames</small>`);
+      STTM.setHTML(b[1], `<b>${num(tk.numSpatial)}</b> boxes<small>${esc(STTM.say("after_tau_s", { pct: pct(tk.numSpatial / total) }))}</small>`);
+      STTM.setHTML(b[2], `<b>${num(tk.numTokens)}</b> tokens<small>${esc(STTM.say("after_tau_t", { pct: pct(tk.numTokens / total) }))}</small>`);
     }
     b.forEach((el) => el.classList.toggle("on", Number(el.dataset.step) === app.view.step));
   }
@@ -201,6 +204,96 @@ frames (plots.js), drawn when shown. */
     return `${head} · ${tk.spatialPerFrame[t]} boxes, ${tk.newPerFrame[t]} new tokens`;
   }
 
+  /** What each preset keeps on this video's features (a paper setting tuned on hidden states
+   * keeps far less on pixels): two merges per video and root grid, written under the presets. */
+  function presetKeeps() {
+    let key = "";
+    return (app) => {
+      const host = document.querySelector("#sttm-preset-note") || document.querySelector("#sttm-presets.sttm-ctl");
+      if (!host || !app.ev || !STTM.presets) return;
+      const root = app.rootIndex(), k = `${app.payload.id}|${root}`;
+      if (k === key) return;
+      key = k;
+      let el = host.querySelector(".sttm-preset-keep");
+      if (!el) { el = document.createElement("div"); el.className = "sttm-preset-keep"; host.append(el); }
+      const total = app.ev.T * app.ev.H * app.ev.W;
+      const keeps = Object.entries(STTM.presets).map(([name, [s, t]]) =>
+        `${name.split(" (")[0]} keeps ${pct(STTM.merge(app.ev, s, t, root).numTokens / total)}`).join(", ");
+      el.textContent = STTM.say("preset_keep", { features: app.payload.source, keeps });
+    };
+  }
+
+  // --- the keyboard on the map: a cursor over the patches, Enter inspects ----------------------
+  const MOVES = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] };
+  const FRAME_KEYS = { ",": -1, ".": 1, PageUp: -1, PageDown: 1 };
+
+  function mapKey(app, e) {
+    const tk = app.tokens, ev = app.ev;
+    if (!ev) return;
+    const cur = app.view.cursor || { y: ev.H >> 1, x: ev.W >> 1 };
+    if (MOVES[e.key]) {
+      const [dy, dx] = MOVES[e.key];
+      app.setView({ cursor: { y: Math.max(0, Math.min(ev.H - 1, cur.y + dy)), x: Math.max(0, Math.min(ev.W - 1, cur.x + dx)) } });
+    } else if (e.key === "Enter" || e.key === " ") {
+      app.setView({ cursor: cur, selected: { t: app.view.frame, y: cur.y, x: cur.x } });
+    } else if (e.key === "Escape") {
+      app.setView({ selected: null });
+    } else if (FRAME_KEYS[e.key] && tk) {
+      app.stopPlaying();
+      app.setView({ frame: (app.view.frame + FRAME_KEYS[e.key] + tk.T) % tk.T });
+    } else return;
+    e.preventDefault();
+  }
+
+  /** Share of frame t's patches carried over from an earlier frame (0 at frame 0). */
+  function carriedShare(tk, t) {
+    if (!tk || !tk.first) return 0;
+    const b = tk.spatialBoxes;
+    let area = 0;
+    for (let s = 0; s < tk.numSpatial; s++) {
+      if (b[5 * s] !== t) continue;
+      const token = tk.spatialToToken[s];
+      if (token >= 0 && tk.first[token] < t) area += (b[5 * s + 3] - b[5 * s + 1]) * (b[5 * s + 4] - b[5 * s + 2]);
+    }
+    return area / (tk.H * tk.W);
+  }
+  STTM.carriedShare = carriedShare;
+
+  /** The caption under the map: what τT did on the frame shown (the first view teaches τT). */
+  function carriedCaption(app) {
+    const tk = app.tokens, t = app.view.frame;
+    if (!tk || tk.served || app.view.step !== 3 || tk.T === 1) return "";
+    if (t === 0) return STTM.say("carried_first");
+    const share = carriedShare(tk, t);
+    return STTM.say(share > 0 ? "carried" : "carried_none", { frame: t + 1, pct: `${Math.round(100 * share)}%` });
+  }
+
+  // --- the merge layer: where in the decoder STTM acts ------------------------------------------
+  /** Bars, one per decoder layer, as tall as the video tokens it reads: all before layer k,
+   * the kept ones from k on. Without a model a notional decoder (the paper's k = 2). */
+  function renderLayers(app, el) {
+    const tk = app.tokens, ev = app.ev, model = app.payload.model;
+    const all = ev.T * ev.H * ev.W, kept = tk ? tk.numTokens : all;
+    const layers = model ? model.layers : 28, k = model ? model.layer : 2;
+    const n = Math.min(layers, 28), kk = Math.round((k / layers) * n);
+    const bw = 7, gap = 2, h = 30, x0 = 2;
+    const bars = [];
+    for (let l = 0; l < n; l++) {
+      const bh = l < kk ? h : Math.max(2, Math.round(h * Math.sqrt(kept / all)));
+      bars.push(`<rect x="${x0 + l * (bw + gap)}" y="${h - bh + 2}" width="${bw}" height="${bh}" class="${l < kk ? "all" : "kept"}"/>`);
+    }
+    const mx = x0 + kk * (bw + gap) - gap / 2;
+    const w = x0 + n * (bw + gap);
+    const svg = `<svg width="${w + 4}" height="${h + 16}" aria-hidden="true">${bars.join("")}` +
+      `<line x1="${mx}" x2="${mx}" y1="0" y2="${h + 4}" class="merge"/>` +
+      `<text x="${mx}" y="${h + 14}" text-anchor="middle">k</text></svg>`;
+    const vars = { all: num(all), kept: num(kept), k, model: model ? model.name : "", layers,
+                   before: Math.max(0, k - 1), last: layers - 1 };
+    const text = STTM.say(model ? "layers_model" : "layers_pixels", vars);
+    el.setAttribute("aria-label", text);
+    STTM.setHTML(el, `<div class="sttm-layers-fig">${svg}<span class="sttm-dim">${esc(STTM.say("layers_caption"))}</span></div><div class="sttm-layers-text">${esc(text)}</div>`);
+  }
+
   // --- the map ---------------------------------------------------------------------------------
   function mapSize(app, ui) {
     const wrap = ui.canvas.parentElement;
@@ -233,9 +326,28 @@ frames (plots.js), drawn when shown. */
       ctx.strokeRect(xe[box[2]] + 1, ye[box[1]] + 1, xe[box[4]] - xe[box[2]] - 2, ye[box[3]] - ye[box[1]] - 2);
       ctx.restore();
     }
+    drawCursor(app, ctx, w, h);
     c.dataset.frame = String(t);
     c.dataset.tokens = app.tokens ? String(app.tokens.numTokens) : "";
     c.dataset.render = String(app.renders);
+  }
+
+  /** The keyboard's cursor: the box under it, dashed (the patch itself before τS). */
+  function drawCursor(app, ctx, w, h) {
+    const cur = app.view.cursor, tk = app.tokens;
+    if (!cur) return;
+    const ye = STTM.edges(app.ev.H, h), xe = STTM.edges(app.ev.W, w);
+    let box = [cur.y, cur.x, cur.y + 1, cur.x + 1];
+    if (tk && app.view.step > 1) {
+      const s = tk.spatialMap[(app.view.frame * tk.H + cur.y) * tk.W + cur.x];
+      box = Array.from(tk.spatialBoxes.subarray(5 * s + 1, 5 * s + 5));
+    }
+    ctx.save(); ctx.setLineDash([4, 3]); ctx.lineWidth = 3;
+    for (const [colour, offset] of [["#000", 0], ["#fff", 4]]) {
+      ctx.strokeStyle = colour; ctx.lineDashOffset = offset;
+      ctx.strokeRect(xe[box[1]] + 2, ye[box[0]] + 2, xe[box[3]] - xe[box[1]] - 4, ye[box[2]] - ye[box[0]] - 4);
+    }
+    ctx.restore();
   }
 
   function patchAt(app, canvas, e) {
@@ -271,7 +383,7 @@ frames (plots.js), drawn when shown. */
   function renderInspector(app, el) {
     const sel = app.view.selected, tk = app.tokens, ev = app.ev;
     if (!sel || !tk) {
-      STTM.setHTML(el, `<div class="sttm-hint"><b>${touch() ? "Tap" : "Click"} a token on the map</b> to see why it is what it is: the similarities of its box to its quarters against τS, and to the boxes at the same place in the previous and next frames against τT.</div>`);
+      STTM.setHTML(el, `<div class="sttm-hint">${STTM.say("primer", { action: touch() ? "Tap" : "Click" })}</div>`);
       return;
     }
     const k = (sel.t * tk.H + sel.y) * tk.W + sel.x;
@@ -283,6 +395,7 @@ frames (plots.js), drawn when shown. */
       const span = tk.last[token] - tk.first[token] + 1;
       html += `<div>It stands for <b>${tk.numPatches[token]}</b> patches over frames ${tk.first[token] + 1}–${tk.last[token] + 1} (${span} frame${span > 1 ? "s" : ""}).` +
         (tk.first[token] < t ? ` <b>Carried over</b>: the model got it at frame ${tk.first[token] + 1}.` : " <b>New here</b>: the model gets it in this frame.") + `</div>`;
+      if (tk.numPatches[token] > (y1 - y0) * (x1 - x0) && span > 1) html += `<div class="sttm-dim">${esc(STTM.say("nested"))}</div>`;
     }
     if (tk.served) { STTM.setHTML(el, html + servedWhy(app, tk)); return; }
     html += spatialWhy(app, tk, s) + temporalWhy(app, tk, s);

@@ -211,7 +211,9 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
     el.innerHTML = `<div class="sttm-hist"><canvas></canvas><div class="sttm-hist-note"></div></div>`;
     const canvas = el.querySelector("canvas"), note = el.querySelector(".sttm-hist-note");
     const state = { which, curveKey: "", curve: null, pending: null };
-    STTM.app.register({ render: whenOnScreen(el, () => drawHistogram(STTM.app, el, canvas, note, state)) });
+    // a finished curve redraws this histogram only (not every view of the page)
+    state.redraw = whenOnScreen(el, () => drawHistogram(STTM.app, el, canvas, note, state));
+    STTM.app.register({ render: state.redraw });
   };
 
   /** The values a histogram shows, sorted; cached by what they depend on (the evidence and
@@ -242,7 +244,7 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
 
   function drawHistogram(app, el, canvas, note, state) {
     const ev = app.ev;
-    const w = Math.max(200, STTM.widthOf(el) - 2), h = 70;
+    const w = Math.max(200, STTM.widthOf(el) - 2), h = 82;
     const ctx = sizeCanvas(canvas, w, h);
     ctx.clearRect(0, 0, w, h);
     if (!ev) { note.textContent = ""; return; }
@@ -261,9 +263,9 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
       return;
     }
     const q = (p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
-    // the x range shows where the values and the threshold are; the rest is one bar "< lo"
-    let lo = Math.min(q(0.25), (tau === null ? 1 : tau) - 0.05);
-    lo = Math.max(-1, Math.min(0.9, Math.floor(lo * 10) / 10));
+    // the x range shows where most values are, from the values alone: it stays put while the
+    // threshold is dragged (a threshold below it sits on the one bar "< lo" on the left)
+    const lo = Math.max(-1, Math.min(0.9, Math.floor(q(0.25) * 10) / 10));
     const hi = 1.0;
     const B = Math.round((hi - lo) * 100) > 40 ? 40 : Math.round((hi - lo) * 100), counts = new Int32Array(B);
     let under = 0;
@@ -271,8 +273,9 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
       if (v < lo) { under++; continue; }
       counts[Math.max(0, Math.min(B - 1, Math.floor(((v - lo) / (hi - lo)) * B)))]++;
     }
+    // bars on top; the keep-ratio curve on its own axis under them (its share of tokens)
     const L = { left: 30, right: 34, top: 6, bottom: 14 };
-    const pw = w - L.left - L.right, ph = h - L.top - L.bottom;
+    const pw = w - L.left - L.right, ph = 32, cTop = L.top + ph + 5, ch = h - L.bottom - cTop;
     const X = (v) => L.left + ((v - lo) / (hi - lo)) * pw;
     const maxC = Math.max(1, under, ...counts);
     const bar = (c) => Math.sqrt(c / maxC) * ph; // sqrt: small bins stay visible
@@ -289,28 +292,39 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
     ctx.fillText(`<${lo.toFixed(1)}`, 14, h - 3);
     const ticks = hi - lo > 0.45 ? 0.2 : 0.05;
     for (let v = Math.ceil(lo / ticks + 0.5) * ticks; v <= hi + 1e-9; v += ticks) ctx.fillText(v.toFixed(2), X(v), h - 3);
-    // keep ratio as the threshold moves (computed when idle)
+    ctx.textAlign = "left";
+    // keep ratio as the threshold moves (computed once the sliders rest), on its own y axis
+    const kept = tk.numTokens / (ev.T * ev.H * ev.W);
     const curve = keepCurve(app, state, lo, hi);
+    const top = niceCeil(Math.max(kept, ...(curve || []).map(([, r]) => r)));
+    const Y = (r) => cTop + ch * (1 - r / top);
+    ctx.strokeStyle = "#bbb"; ctx.lineWidth = 1; ctx.strokeRect(L.left + 0.5, cTop + 0.5, pw, ch);
+    ctx.fillStyle = "#b2182b"; ctx.textAlign = "left";
+    ctx.fillText(`${Math.round(100 * top)}%`, w - L.right + 3, cTop + 8); ctx.fillText("0%", w - L.right + 3, cTop + ch);
+    ctx.fillText("kept", 2, cTop + ch / 2 + 3);
     if (curve) {
-      ctx.strokeStyle = "#d62728"; ctx.lineWidth = 1.5; ctx.beginPath();
-      curve.forEach(([v, r], k) => { const x = X(v), y = L.top + ph * (1 - r); if (k) ctx.lineTo(x, y); else ctx.moveTo(x, y); });
+      ctx.strokeStyle = "#b2182b"; ctx.lineWidth = 1.5; ctx.beginPath();
+      curve.forEach(([v, r], k) => { const x = X(v), y = Y(r); if (k) ctx.lineTo(x, y); else ctx.moveTo(x, y); });
       ctx.stroke();
-      ctx.fillStyle = "#d62728"; ctx.textAlign = "left";
-      ctx.fillText("100%", w - L.right + 3, L.top + 8); ctx.fillText("0%", w - L.right + 3, L.top + ph);
-      ctx.fillText("kept", w - L.right + 3, L.top + ph / 2 + 3);
     }
-    if (tau !== null && tk) {
-      const x = X(Math.max(lo, Math.min(hi, tau)));
-      ctx.strokeStyle = "#000"; ctx.lineWidth = 2; ctx.beginPath(); ctx.moveTo(x, L.top - 4); ctx.lineTo(x, L.top + ph); ctx.stroke();
-      const kept = tk.numTokens / (ev.T * ev.H * ev.W);
-      ctx.fillStyle = "#d62728"; ctx.beginPath(); ctx.arc(x, L.top + ph * (1 - kept), 4, 0, 2 * Math.PI); ctx.fill();
+    if (tau !== null) {
+      const x = tau < lo ? 14 : X(Math.min(hi, tau));
+      ctx.strokeStyle = "#000"; ctx.lineWidth = 2; ctx.beginPath(); ctx.moveTo(x, L.top - 4); ctx.lineTo(x, cTop + ch); ctx.stroke();
+      ctx.fillStyle = "#b2182b"; ctx.beginPath(); ctx.arc(x, Y(kept), 4, 0, 2 * Math.PI); ctx.fill();
     }
+    canvas.dataset.lo = String(lo);
+    canvas.dataset.curve = curve ? "1" : "";
     const n = sorted.length.toLocaleString("en-US");
     const above = tau === null ? 0 : sorted.length - lowerBound(sorted, t32);
     const share = Math.round((100 * above) / sorted.length);
     note.innerHTML = which === "spatial"
-      ? `${n} boxes' lowest similarity to a quarter: <b style="color:${on}">${share}% ≥ τS</b> (stay whole if reached). <span style="color:#d62728">Red: tokens kept vs τS; dot: now.</span>`
-      : `${n} nested box pairs of consecutive frames: <b style="color:${on}">${share}% ≥ τT</b> (merge). <span style="color:#d62728">Red: tokens kept vs τT; dot: now.</span>`;
+      ? `${n} boxes' lowest cosine similarity to a quarter: <b class="sttm-on-s">${share}% ≥ τS</b> (stay whole). <span class="sttm-red">Under it: tokens kept vs τS (dot: now).</span>`
+      : `${n} nested box pairs of consecutive frames: <b class="sttm-on-t">${share}% ≥ τT</b> (merge). <span class="sttm-red">Under it: tokens kept vs τT (dot: now).</span>`;
+  }
+
+  /** The y axis' top for keep ratios: the next of 5%, 10%, 20%, 50%, 100% above r. */
+  function niceCeil(r) {
+    return [0.05, 0.1, 0.2, 0.5, 1].find((top) => r <= top + 1e-9) || 1;
   }
 
   function lowerBound(sorted, v) {
@@ -342,7 +356,7 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
         k++;
       }
       if (k < xs.length) setTimeout(work, 16);
-      else { curve.done = true; app.render("curve"); }
+      else { curve.done = true; state.redraw(); }
     };
     setTimeout(work, 250);
     return null;

@@ -116,7 +116,7 @@ at export).
       const app = STTM.app;
       document.querySelector("#sttm-header h1").textContent = config.title;
       document.querySelector("#sttm-header p").innerHTML = config.tagline;
-      STTM.mountLab(document.getElementById("sttm-static-lab"), { methods: config.methods, help: config.help });
+      STTM.mountLab(document.getElementById("sttm-static-lab"), { methods: config.methods, help: config.help, words: config.words, presets: config.presets });
       this.buildControls(config, app);
       this.buildExamples(config);
       this.buildModelPanels(config);
