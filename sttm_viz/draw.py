@@ -6,8 +6,9 @@ gaps. Shape legend: T frames, H x W patch grid, N output tokens, S spatial token
 boxes before temporal merging), K the boxes of one frame.
 
 Visual code of `draw_token_map`:
-    fill colour   by granularity (box area: 1x1 warm -> large cool) or by output token (a
-                  temporal chain keeps one colour in every frame it spans)
+    fill colour   by granularity (box area in Okabe and Ito's colours: 1 patch vermillion,
+                  4 yellow, 16 sky blue, ...) or by output token (a temporal chain keeps one
+                  colour in every frame it spans)
     solid fill    the token starts in this frame
     hatched fill  the token continues a chain from an earlier frame (merged in time)
     grey, dark    patches a baseline dropped (token_map == -1)
@@ -28,17 +29,19 @@ if TYPE_CHECKING:  # sttm_viz only reads results; it never needs sttm_core at ru
 
 log = logging.getLogger(__name__)
 
-# Keyed by round(log2(box area)): 1 patch, ~2, ~4 (2x2), ~8, ~16 (4x4), ... ; warm = fine.
+# Keyed by round(log2(box area)): 1 patch, ~2, 4 (2x2), ~8, 16 (4x4), ...
+# Okabe and Ito's colours, told apart with the common colour blindnesses; the page draws the
+# same ones (sttm_viz/web/draw.js SIZE_PALETTE; tests/test_viz.py checks they agree).
 GRANULARITY_PALETTE = np.array([
-    (228, 26, 28),    # 1x1      red
-    (255, 127, 0),    # ~2       orange
-    (255, 217, 47),   # 2x2      yellow
-    (166, 216, 84),   # ~8       yellow-green
-    (27, 158, 119),   # 4x4      green
-    (23, 190, 207),   # ~32      cyan
-    (55, 126, 184),   # 8x8      blue
-    (106, 61, 154),   # ~128     indigo
-    (231, 41, 138),   # >=16x16  magenta: the coarsest, unmistakable
+    (213, 94, 0),     # 1 patch   vermillion
+    (0, 114, 178),    # ~2        blue
+    (240, 228, 66),   # 4 (2x2)   yellow
+    (204, 121, 167),  # ~8        reddish purple
+    (86, 180, 233),   # 16 (4x4)  sky blue
+    (230, 159, 0),    # ~32       orange
+    (0, 158, 115),    # 64 (8x8)  bluish green
+    (0, 0, 0),        # ~128      black
+    (153, 153, 153),  # >= 256    grey
 ], dtype=np.uint8)
 GOLDEN = 0.618033988749895
 OUTLINE_SHADE = 0.25        # box edges: the pixel times this (dark but still tinted)
@@ -86,13 +89,13 @@ def granularity_level(areas: np.ndarray) -> np.ndarray:
 
 
 def granularity_label(level: int) -> str:
-    """Legend text of a palette index, e.g. 0 -> '1x1', 2 -> '2x2', 3 -> '~8 patches'."""
+    """Legend text of a palette index in patches per box (as the page's legend), e.g.
+    0 -> '1 patch', 2 -> '4 patches', 3 -> '~8 patches'."""
+    if level == 0:
+        return "1 patch"
     if level == len(GRANULARITY_PALETTE) - 1:
         return f">= {2 ** level} patches"
-    if level % 2 == 0:
-        side = 2 ** (level // 2)
-        return f"{side}x{side}"
-    return f"~{2 ** level} patches"
+    return f"{'~' if level % 2 else ''}{2 ** level} patches"
 
 
 def size_label(box: np.ndarray) -> str:
@@ -125,7 +128,7 @@ def id_colours(ids: np.ndarray) -> np.ndarray:
 def token_colours(result: "MergeResult", by: str = "granularity") -> np.ndarray:
     """[N, 3] uint8 colour of each output token.
 
-    by="granularity": from the area of the token's first box (1x1 warm ... large cool);
+    by="granularity": from the area of the token's first box (GRANULARITY_PALETTE);
     by="token": a distinct colour per token id, so a chain has one colour in every frame.
     """
     if by == "granularity":

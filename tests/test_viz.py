@@ -16,7 +16,8 @@ from sttm_core.baselines import drop_by_attention
 from sttm_viz import (chain_animation, chains_figure, draw_token_map, frame_boxes, frame_counts,
                       frame_grid, keep_summary, pixel_edges, token_at, token_colours,
                       tokens_per_frame_figure)
-from sttm_viz.draw import GRANULARITY_PALETTE, HIGHLIGHT, box_areas, granularity_level
+from sttm_viz.draw import (GRANULARITY_PALETTE, HIGHLIGHT, box_areas, granularity_label,
+                            granularity_level)
 from support.videos import smooth_features
 
 pytestmark = pytest.mark.core
@@ -79,6 +80,19 @@ def pixel_tokens(result, t, size=FRAME):
 
 
 # --- overlays ----------------------------------------------------------------------------------
+
+def test_the_page_and_the_pictures_share_one_palette():
+    """Box sizes are coloured the same on the page (draw.js) and in the figures (draw.py)."""
+    import re
+    from pathlib import Path
+
+    js = (Path(__file__).parents[1] / "sttm_viz" / "web" / "draw.js").read_text()
+    page = re.search(r"SIZE_PALETTE = \[([^\]]*)\]", js).group(1)
+    page = [tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for c in re.findall(r"#[0-9A-Fa-f]{6}", page)]
+    assert page == [tuple(int(v) for v in c) for c in GRANULARITY_PALETTE]
+    assert granularity_label(0) == "1 patch" and granularity_label(4) == "16 patches"
+    assert granularity_label(3) == "~8 patches"
+
 
 def test_overlay_shape_dtype_and_every_pixel_changes(result):
     T = result.grid[0]

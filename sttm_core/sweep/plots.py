@@ -3,6 +3,7 @@ TTFT vs keep ratio, keep ratio vs tauS / tauT."""
 from __future__ import annotations
 
 import math
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -269,8 +270,12 @@ def plot_paper_table(path: Path, table, rows, pixel: bool) -> Path | None:
                             bar.get_height()), ha="center", va="bottom", fontsize=7)
     label = {"keep_ratio": "video tokens kept (keep ratio)"}.get(metric, f"{metric} (%)")
     ax.set_xticks(x, table.columns, fontsize=8.5)
-    ax.set(ylabel=label, title=f"Table {table.number}: {table.title}"
-           + (" (pixel features: keep ratio only)" if pixel else ""))
+    title = f"Table {table.number}: {table.title}" + (
+        " (pixel features: keep ratio only)" if pixel else "")
+    # wrapped to the figure's width (about 11 characters an inch at 10 pt): a long title on a
+    # table of few columns was cut at both edges
+    ax.set_title(textwrap.fill(title, int(fig.get_figwidth() * 11)), fontsize=10)
+    ax.set(ylabel=label)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     return _save(fig, path)

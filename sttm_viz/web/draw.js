@@ -18,7 +18,7 @@ The visual code (the same on the map, the all-frames grid and the chains plot):
   if (STTM.drawLoaded) return;
   STTM.drawLoaded = true;
 
-  // round(log2(area)) -> colour; warm = fine, cool = coarse. Okabe & Ito's colours, safe for
+  // round(log2(area)) -> colour (sttm_viz/draw.py GRANULARITY_PALETTE, the same). Okabe & Ito's colours, safe for
   // protanopia, deuteranopia and tritanopia; neighbouring sizes never share a hue family
   const SIZE_PALETTE = ["#D55E00", "#0072B2", "#F0E442", "#CC79A7", "#56B4E9", "#E69F00",
                         "#009E73", "#000000", "#999999"];
