@@ -6,7 +6,8 @@ the keep-ratio curves stay put while a slider moves.
 
 Two apps: pixels without a model (a 14x14 grid) and a tiny random Qwen2-VL (a 4x4-ish grid, not
 14x14; it must say its answers are meaningless). `STTM_SCREENSHOT_DIR=docs python -m pytest
-tests/test_lesson.py -k first_view` makes the README's first-view pictures.
+tests/test_lesson.py -k first_view_with` makes the README's first view on a model
+(docs/app_first_view_model.png; the one without a model is tests/test_phone.py's).
 """
 import itertools
 import os
@@ -203,7 +204,7 @@ def assert_first_view_teaches(page, with_model: bool):
 def test_first_view_without_a_model(browser, pixels_url, tmp_path):
     page = open_page(browser, pixels_url)
     assert_first_view_teaches(page, with_model=False)
-    shot = screenshot(page, shots(tmp_path) / "app_1400x900.png")
+    shot = screenshot(page, shots(tmp_path) / "app_first_view.png")
     assert 20_000 < shot.stat().st_size < 400_000
     page.close()
 
@@ -211,7 +212,7 @@ def test_first_view_without_a_model(browser, pixels_url, tmp_path):
 def test_first_view_with_a_model(browser, model_url, tmp_path):
     page = open_page(browser, model_url, "Fast motion")
     assert_first_view_teaches(page, with_model=True)
-    screenshot(page, shots(tmp_path) / "app_model_1400x900.png")
+    screenshot(page, shots(tmp_path) / "app_first_view_model.png")
     page.close()
 
 
