@@ -135,6 +135,28 @@ def test_every_setting_round_trips_without_a_model(browser, pixels_url):
     page.close()
 
 
+def test_typed_thresholds_out_of_range_never_trap_the_page(browser, pixels_url):
+    """1.5 and -3 typed into τS / τT (and a baseline that sets τS to -1 and back): the next
+    load and the page's own requests still work, and every threshold shown stays in 0-1."""
+    page = open_page(browser, pixels_url)
+    open_folded(page)
+    for typed in ("1.5", "-3"):
+        for tau in ("#sttm-tau-s", "#sttm-tau-t"):
+            box = page.locator(f"{tau} input[type=number]")
+            box.fill(typed)
+            box.press("Enter")
+            page.wait_for_timeout(200)
+        pick(page, "#sttm-method", "Temporal only")
+        pick(page, "#sttm-method", "STTM")
+        reload_example(page)
+        assert not toasts(page), (typed, toasts(page))
+        for tau in ("#sttm-tau-s", "#sttm-tau-t"):
+            assert 0 <= float(page.locator(f"{tau} input[type=number]").input_value()) <= 1
+        assert 0 <= page.evaluate("STTM.app.settings.tauS") <= 1
+    assert not page.errors
+    page.close()
+
+
 def test_every_setting_round_trips_on_a_model_then_chats_and_scores(browser, model_url):
     page = open_page(browser, model_url, "Static scene")
     H, W = page.evaluate("[STTM.app.ev.H, STTM.app.ev.W]")
