@@ -68,7 +68,8 @@ The visual code (the same on the map, the all-frames grid and the chains plot):
 
   /** Draw frame t of a token structure on ctx over the rectangle (0, 0, w, h).
    * opts: image (HTMLImageElement or null), step (1 patch grid, 2 after tauS, 3 after tauT),
-   * colourBy ("size" | "chain"), selected, hover (token ids or -1), thin (small tiles). */
+   * colourBy ("size" | "chain"), selected, hover (token ids or -1), thin (small tiles).
+   * Returns the patch counts written on the boxes (none on the patch grid or thin tiles). */
   function drawFrame(ctx, tokens, t, w, h, opts) {
     const { H, W } = tokens;
     const ye = edges(H, h), xe = edges(W, w);
@@ -84,7 +85,7 @@ The visual code (the same on the map, the all-frames grid and the chains plot):
       for (let x = 0; x <= W; x++) { ctx.moveTo(xe[x] + 0.5, 0); ctx.lineTo(xe[x] + 0.5, h); }
       ctx.stroke();
       ctx.restore();
-      return;
+      return [];
     }
     const b = tokens.spatialBoxes, S = tokens.numSpatial;
     const rects = [];
@@ -110,7 +111,7 @@ The visual code (the same on the map, the all-frames grid and the chains plot):
     }
     ctx.strokeStyle = "rgba(0,0,0,0.75)"; ctx.lineWidth = line;
     for (const r of rects) ctx.strokeRect(r.x + 0.5, r.y + 0.5, r.w - 1, r.h - 1);
-    if (!opts.thin) sizeLabels(ctx, rects);
+    const labels = opts.thin ? [] : sizeLabels(ctx, rects);
     for (const [id, ring] of [[opts.hover, "#ffd400"], [opts.selected, "#ffffff"]]) {
       if (id === undefined || id === null || id < 0) continue;
       for (const r of rects) {
@@ -123,17 +124,42 @@ The visual code (the same on the map, the all-frames grid and the chains plot):
       }
     }
     ctx.restore();
+    return labels;
   }
 
-  /** Each box's patch count in its corner, where it fits: box size without colour. */
+  /** Each box's patch count in its corner, where it fits: box size without colour. The
+   * numbers are stamped from small pre-drawn bitmaps (outlined text costs a layout per call:
+   * ~14 ms a paint on a throttled phone). Returns the texts drawn. */
   function sizeLabels(ctx, rects) {
-    ctx.font = "bold 10px sans-serif"; ctx.textBaseline = "top"; ctx.lineWidth = 3;
-    ctx.strokeStyle = "rgba(0,0,0,0.8)"; ctx.fillStyle = "#fff"; ctx.lineJoin = "round";
+    const scale = Math.max(1, ctx.getTransform().a);
+    const drawn = [];
     for (const r of rects) {
       if (r.w < 16 || r.h < 14 || r.token < 0) continue;
-      ctx.strokeText(String(r.area), r.x + 3, r.y + 3);
-      ctx.fillText(String(r.area), r.x + 3, r.y + 3);
+      const text = String(r.area), sprite = labelSprite(text, scale);
+      ctx.drawImage(sprite, r.x + 1, r.y + 1, sprite.width / scale, sprite.height / scale);
+      drawn.push(text);
     }
+    return drawn;
+  }
+
+  const SPRITES = new Map(); // "text@scale" -> canvas: white bold 10px digits outlined in black
+  function labelSprite(text, scale) {
+    const key = `${text}@${scale}`;
+    let c = SPRITES.get(key);
+    if (c) return c;
+    c = document.createElement("canvas");
+    const font = "bold 10px sans-serif";
+    const measure = c.getContext("2d");
+    measure.font = font;
+    c.width = Math.ceil((measure.measureText(text).width + 6) * scale);
+    c.height = Math.ceil(15 * scale);
+    const g = c.getContext("2d");
+    g.scale(scale, scale);
+    g.font = font; g.textBaseline = "top"; g.lineWidth = 3; g.lineJoin = "round";
+    g.strokeStyle = "rgba(0,0,0,0.8)"; g.fillStyle = "#fff";
+    g.strokeText(text, 2, 2); g.fillText(text, 2, 2);
+    SPRITES.set(key, c);
+    return c;
   }
 
   /** Legend HTML of the map and the grid for a step and colouring. */
