@@ -256,8 +256,8 @@ def page_config(engine, done: list[Exported], frames: int) -> dict:
     return {
         "title": guide.TITLE, "tagline": markdown_inline(guide.TAGLINE),
         "help": guide.HELP, "words": guide.WORDS, "labels": guide.LABELS, "modes": guide.MODES,
-        "presets": {k: list(v) for k, v in guide.PRESETS.items()},
-        "preset_note": guide.PRESET_NOTE,
+        "presets": {k: list(v) for k, v in engine.presets.items()},
+        "preset_note": engine.preset_note,
         "methods": METHOD_MENU,
         "absent_methods": {label: f"{label}: {SERVER_ONLY[name]}; not in this static lab"
                            for label, name in METHOD_MENU.items() if name in SERVER_ONLY},

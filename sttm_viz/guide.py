@@ -38,11 +38,19 @@ LABELS = {  # the controls' names (the static page's; ui.py writes the same in p
     "root": "Root grid", "method": "Method", "presets": "Presets",
 }
 
-PRESETS = {  # name -> (tauS, tauT): the paper's settings for LLaVA-OneVision-7B
-    "Paper 50% (τS .85, τT .65)": (0.85, 0.65),
-    "Paper 30% (τS .85, τT .55)": (0.85, 0.55),
-}
-PRESET_NOTE = ("The paper's thresholds were tuned on a model's hidden states, where they keep "
+PAPER_BUDGETS = ("50%", "30%")  # the budgets the paper's thresholds of a model aim at
+
+
+def presets(thresholds) -> dict[str, tuple[float, float]]:
+    """Preset name -> (tauS, tauT), e.g. "Paper 50% (τS .85, τT .65)", for the paper's
+    thresholds of one model (sttm_core.models.registry.paper_presets)."""
+    def short(tau: float) -> str:
+        return f"{tau:.2f}".lstrip("0")
+    return {f"Paper {budget} (τS {short(s)}, τT {short(t)})": (s, t)
+            for budget, (s, t) in zip(PAPER_BUDGETS, thresholds)}
+
+
+PRESET_NOTE = ("The paper's thresholds for {model}, tuned on its hidden states, where they keep "
                "about 50% / 30%. On pixels most similarities lie in 0.9–1.0 (see the "
                "histograms), so the same thresholds merge far more.")
 

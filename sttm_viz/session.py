@@ -28,6 +28,7 @@ from sttm_core.evidence import MergeEvidence, merge_evidence
 from sttm_core.examples import examples_dir
 from sttm_core.merge import MergeResult
 from sttm_core.methods import reduce_tokens
+from sttm_core.models.registry import paper_presets
 from sttm_core.pixels import pixel_patch_features
 from sttm_core.qa import MAX_QUESTION_CHARS
 from sttm_core.video import VideoClip, VideoError, load_video
@@ -182,6 +183,21 @@ class Engine:
     @property
     def model_name(self) -> str:
         return Path(self.loaded.name).name if self.loaded else ""
+
+    @property
+    def presets(self) -> dict[str, tuple[float, float]]:
+        """The paper's thresholds for this model's family, as named presets (LLaVA-OneVision-7B's
+        without a model or for a family the paper did not run)."""
+        from . import guide
+
+        return guide.presets(paper_presets(self.loaded.adapter if self.loaded else None)[1])
+
+    @property
+    def preset_note(self) -> str:
+        from . import guide
+
+        return guide.PRESET_NOTE.format(
+            model=paper_presets(self.loaded.adapter if self.loaded else None)[0])
 
     @property
     def answer_caveat(self) -> str:

@@ -88,7 +88,7 @@ def build_demo(engine: Engine, *, default_frames: int = 16, gpu="spaces") -> gr.
                     js_on_load="STTM.mountLab(element, props); watch('value', () => STTM.app.load(props.value));"
                                " if (props.value) STTM.app.load(props.value);",
                     elem_id="sttm-lab", apply_default_css=False, methods=METHOD_MENU,
-                    help=guide.HELP, words=guide.WORDS, presets=guide.PRESETS,
+                    help=guide.HELP, words=guide.WORDS, presets=engine.presets,
                     settings=settings)
             with gr.Column(scale=1, min_width=380, elem_id="sttm-controls"):
                 c["mode"] = gr.Radio(list(guide.MODES), value="Thresholds", label="Mode",
@@ -112,8 +112,8 @@ def build_demo(engine: Engine, *, default_frames: int = 16, gpu="spaces") -> gr.
                                      label="Root grid", info=guide.HELP["root"],
                                      elem_id="sttm-root")
                 with gr.Row(elem_id="sttm-presets"):
-                    presets = [gr.Button(name, size="sm") for name in guide.PRESETS]
-                gr.Markdown(f"<small>{guide.PRESET_NOTE}</small>", elem_id="sttm-preset-note")
+                    presets = [gr.Button(name, size="sm") for name in engine.presets]
+                gr.Markdown(f"<small>{engine.preset_note}</small>", elem_id="sttm-preset-note")
         with gr.Accordion("Your own video · frames · method · merge layer", open=False):
             with gr.Row():
                 c["video"] = gr.Video(label="Upload a video", sources=["upload"], height=200)
@@ -227,8 +227,7 @@ def _wire(demo, c, state, engine, gpu, presets, load_btn, examples, first, defau
     c["budget"].change(None, c["budget"], [c["tau_s"], c["tau_t"]],
                        js="(b) => STTM.app.budgetMoved(b)")
     c["served"].change(None, state_inputs, state_outputs, js=control_state)
-    for i, name in enumerate(guide.PRESETS):
-        tau_s, tau_t = guide.PRESETS[name]
+    for i, (tau_s, tau_t) in enumerate(engine.presets.values()):
         presets[i].click(  # one re-merge; the four controls then follow (no-ops for the page)
             None, None, [c["mode"], c["tau_s"], c["tau_t"], c["temporal"]],
             js=f"() => {{ STTM.app.control({{mode: 'Thresholds', tauS: {tau_s}, tauT: {tau_t},"

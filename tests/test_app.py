@@ -3,6 +3,7 @@ import re
 import threading
 
 import pytest
+import requests
 import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -265,3 +266,18 @@ def test_a_qwen3_vl_checkpoint_loads_and_chats(tiny_checkpoints, serve):
     third = client.predict("And now?", second, False, *controls(0.5, 0.3, root=root, layer=1),
                            api_name="/chat")[0]  # re-merged from layer 1 (DeepStack too)
     assert "cached video prefix" in text_of(third[-1])
+
+
+def test_presets_are_the_papers_for_the_loaded_family(server):
+    """A Qwen2-VL app offers the paper's Qwen2-VL-7B thresholds (not LLaVA-OneVision's), on
+    its buttons and in the page's own data; the app without a model offers LLaVA-OV-7B's."""
+    loaded, url = server
+    config = requests.get(f"{url}config", timeout=30).json()
+    buttons = [c["props"].get("value") for c in config["components"] if c["type"] == "button"]
+    assert "Paper 50% (τS .85, τT .60)" in buttons and "Paper 30% (τS .80, τT .60)" in buttons
+    assert not any("τT .65" in str(b) for b in buttons)
+    notes = [c["props"].get("value") for c in config["components"]
+             if c["props"].get("elem_id") == "sttm-preset-note"]
+    assert "Qwen2-VL-7B" in str(notes)
+    assert Engine(None, "no model").presets == {"Paper 50% (τS .85, τT .65)": (0.85, 0.65),
+                                                "Paper 30% (τS .85, τT .55)": (0.85, 0.55)}

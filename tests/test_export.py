@@ -22,6 +22,7 @@ from sttm_core import VideoTokenMerger
 from sttm_core.examples import examples_dir
 from sttm_core.pixels import pixel_patch_features
 from sttm_core.video import load_video
+from sttm_core.models.registry import paper_presets
 from sttm_viz import guide
 from sttm_viz.export import export
 from sttm_viz.payload import budget_table
@@ -132,7 +133,9 @@ def test_the_page_words_come_from_python(site):
     config = page_config(out)
     assert config["help"] == guide.HELP and config["labels"] == guide.LABELS
     assert config["methods"] == METHOD_MENU and config["modes"] == guide.MODES
-    assert config["presets"] == {k: list(v) for k, v in guide.PRESETS.items()}
+    presets = guide.presets(paper_presets()[1])  # pixels: LLaVA-OneVision-7B's, said so
+    assert config["presets"] == {k: list(v) for k, v in presets.items()}
+    assert "LLaVA-OneVision-7B" in config["preset_note"]
     assert set(config["absent_methods"]) == {"FastV", "FrameFusion", "ToMe per frame",  # server-made
                                              "ToMe per snippet", "ToMe per video", "DyCoke",
                                              "Joint octree"}
@@ -140,7 +143,7 @@ def test_the_page_words_come_from_python(site):
     for name in ("Chat", "Time to first token", "QA accuracy"):
         assert "needs a model" in config["model_panels"][name]
     static = (WEB / "static.js").read_text() + (WEB / "static.html").read_text()
-    for text in [*guide.HELP.values(), guide.PRESET_NOTE, *guide.PRESETS, "Uniform pooling"]:
+    for text in [*guide.HELP.values(), config["preset_note"], *presets, "Uniform pooling"]:
         assert text not in static  # written once, in Python
     readme = (out / "README.md").read_text()
     assert readme.startswith("---\n") and "\nsdk: static\n" in readme
@@ -317,7 +320,7 @@ def test_static_examples_presets_and_model_panels(page):
     page.wait_for_function("() => STTM.app.payload.id === 'static' && STTM.app.tokens")
     assert "Static scene" in page.inner_text(".sttm-example")
     assert shown_tokens(page) == pixel_merger("static").merge(0.9, 0.9, 1).num_tokens
-    page.get_by_role("button", name=next(iter(guide.PRESETS))).click()
+    page.get_by_role("button", name=next(iter(guide.presets(paper_presets()[1])))).click()
     page.wait_for_function("() => STTM.app.settings.tauS === 0.85 && STTM.app.settings.tauT === 0.65")
     assert shown_tokens(page) == pixel_merger("static").merge(0.85, 0.65, 1).num_tokens
     assert page.locator("#sttm-tau-t input[type=number]").input_value() == "0.65"

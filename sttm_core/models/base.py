@@ -76,8 +76,10 @@ class VideoLLMAdapter:
     # before each token frame, which must not be left with nothing after it)
     keeps_every_frame = False
     architectures: dict[str, dict] = {}  # published (and tiny test) shapes, for random models
-    # the paper's (tauS, tauT) for this family at its ~50% and ~30% budgets (benchmarks use them)
+    # the paper's (tauS, tauT) for this family at its ~50% and ~30% budgets, and the model they
+    # were tuned on (benchmarks and the app's presets use them)
     paper_thresholds: tuple[tuple[float, float], ...] = ()
+    paper_model = ""
 
     def __init__(self, model: nn.Module):
         self.model = model

@@ -18,6 +18,7 @@ class LlavaOnevisionAdapter(VideoLLMAdapter):
     model_classes = ("LlavaOnevisionForConditionalGeneration",)
     position_mode = "reindex"
     paper_thresholds = ((0.85, 0.65), (0.85, 0.55))  # LLaVA-OV-7B on VideoMME
+    paper_model = "LLaVA-OneVision-7B"
     # text: hidden, ffn, layers, heads, kv heads, vocab, tied embeddings
     architectures = {
         "llava-onevision-qwen2-0.5b-ov-hf": dict(

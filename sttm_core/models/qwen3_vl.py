@@ -53,7 +53,7 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
     model_classes = ("Qwen3VLForConditionalGeneration", "Qwen3VLMoeForConditionalGeneration")
     system_prompt = ""  # Qwen3-VL's chat template has no default system turn
     keeps_every_frame = True
-    paper_thresholds = ()  # the paper did not run Qwen3-VL
+    paper_thresholds, paper_model = (), ""  # the paper did not run Qwen3-VL
     # text: hidden, ffn, layers, heads, kv heads, vocab, tied embeddings (head_dim apart)
     architectures = {
         "Qwen3-VL-2B-Instruct": dict(text=(2048, 6144, 28, 16, 8, 151936, True), head_dim=128,

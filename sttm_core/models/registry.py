@@ -42,4 +42,12 @@ def architecture(name: str) -> tuple[type[VideoLLMAdapter], dict]:
     raise ValueError(f"unknown architecture {name!r}; known: {', '.join(known)}")
 
 
+def paper_presets(adapter: VideoLLMAdapter | None = None) -> tuple[str, tuple]:
+    """(model, ((tauS, tauT) at the paper's ~50% budget, at ~30%)): the paper's thresholds for
+    a loaded model's family; LLaVA-OneVision-7B's (the paper's main model) without a model or
+    for a family the paper did not run."""
+    family = type(adapter) if adapter is not None and adapter.paper_thresholds else FAMILIES[0]
+    return family.paper_model, family.paper_thresholds
+
+
 ARCHITECTURES = tuple(name for family in FAMILIES for name in family.architectures)
