@@ -83,6 +83,7 @@ class Engine:
     max_sessions: int = 32          # sessions that hold a video
     max_cached_sessions: int = 4    # sessions whose KV caches stay in memory
     examples_dir: Path = field(default_factory=examples_dir)
+    examples_kept: int = 8          # bundled examples' model features shared by every session
     # id(session) -> weakref, least recently used first
     _sessions: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _cached: OrderedDict = field(default_factory=OrderedDict, repr=False)
@@ -90,6 +91,9 @@ class Engine:
     # browsers (Gradio session hashes) that held a video here, most recent last: Gradio may
     # forget a browser's state (idle for an hour, or beyond its record limit) without a word
     _browsers: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    # (example, frames, merge layer) -> VideoFeatures, least recently used first: a page opens
+    # on an example, so after the first visitor the first view costs no model work (no GPU call)
+    _examples: OrderedDict = field(default_factory=OrderedDict, repr=False)
     # budget tables are computed here, one at a time, ahead of need (they take seconds)
     background: ThreadPoolExecutor | None = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="sttm-tables"),
@@ -140,6 +144,35 @@ class Engine:
                     old.close(f"This session was closed to make room for others (the app keeps "
                               f"the {self.max_sessions} most recently used). Load a video to "
                               "start again.")
+
+    def example_features(self, path, num_frames, layer) -> "VideoFeatures | None":
+        """A bundled example's model features at this many frames and merge layer, if a session
+        computed them (None: not kept, not an example, or no model)."""
+        key = self._example_key(path, num_frames, layer)
+        with self._lock:
+            video = self._examples.get(key) if key else None
+            if video is not None:
+                self._examples.move_to_end(key)
+            return video
+
+    def keep_example(self, video: "VideoFeatures | None") -> None:
+        """Share a session's features if they are a bundled example's (read-only: a session
+        replaces its video, never changes it; the budget tables it adds are shared too)."""
+        key = video and self._example_key(video.clip.path, video.clip.num_frames, video.layer)
+        if not key:
+            return
+        with self._lock:
+            self._examples.setdefault(key, video)
+            while len(self._examples) > self.examples_kept:
+                self._examples.popitem(last=False)
+
+    def _example_key(self, path, num_frames, layer) -> tuple | None:
+        if not self.has_model or layer is None or not path:
+            return None
+        path = Path(path)
+        if path.parent.resolve() != Path(self.examples_dir).resolve():
+            return None
+        return path.name, int(num_frames), int(layer)
 
     def touch(self, session: "Session") -> None:
         """`session` is about to use the model: its KV caches stay; the least recently used
@@ -354,6 +387,7 @@ class Session:
             self.video, self.chat, self.reference = video, worker.chat, worker.reference
             self.fastv, self.qa, self.closed = worker.fastv, worker.qa, worker.closed
             wanted = [key for key, table in video.tables.items() if table is None] if video else []
+        self.engine.keep_example(video)  # made in a worker: kept here, where the next page opens
         for key in wanted:
             self.prefetch_table(*key)
 
@@ -364,17 +398,14 @@ class Session:
     # --- video -----------------------------------------------------------------------------------
     def load(self, path, num_frames, controls: Controls) -> VideoFeatures:
         """Decode a video and compute its features (and evidence) for these controls. Built
-        aside and committed only when everything succeeded: a failed load changes nothing."""
+        aside and committed only when everything succeeded: a failed load changes nothing. A
+        bundled example another session loaded comes from the engine, with no model work (this
+        session's chat prefills its prefix at the first question)."""
         if not path:
             raise UserError("Choose a video first: pick an example or upload one.")
         num_frames = int(check_number("Frames", num_frames, 1, self.engine.max_frames, whole=True))
-        try:
-            clip = load_video(path, num_frames)
-        except VideoError as err:
-            raise UserError(str(err)) from err
-        if clip.duration > self.engine.max_seconds:
-            raise UserError(f"{Path(path).name} is {clip.duration:.0f} s long; this app takes "
-                            f"videos up to {self.engine.max_seconds:.0f} s.")
+        shared = self.engine.example_features(path, num_frames, controls.merge_layer)
+        clip = shared.clip if shared else self._decode(path, num_frames)
         chat = None
         if self.engine.has_model:
             from sttm_core.chat import VideoChat
@@ -383,12 +414,23 @@ class Session:
                              max_pixels=self.engine.max_pixels,
                              max_new_tokens=self.engine.max_new_tokens)
             chat.set_clip(clip)
-        video = self._features(clip, controls, chat)
+        video = shared or self._features(clip, controls, chat)
+        self.engine.keep_example(video)
         qa = _bundled_qa(path, self.engine.examples_dir)
         with self.lock:
             self.video, self.chat, self.reference, self.fastv = video, chat, None, None
             self.qa, self.closed = qa, ""
         return video
+
+    def _decode(self, path, num_frames: int) -> VideoClip:
+        try:
+            clip = load_video(path, num_frames)
+        except VideoError as err:
+            raise UserError(str(err)) from err
+        if clip.duration > self.engine.max_seconds:
+            raise UserError(f"{Path(path).name} is {clip.duration:.0f} s long; this app takes "
+                            f"videos up to {self.engine.max_seconds:.0f} s.")
+        return clip
 
     def features_for(self, controls: Controls) -> VideoFeatures:
         """The current video's features for these controls: recomputed (the model runs up to

@@ -199,7 +199,8 @@ def _wire(demo, c, state, engine, gpu, presets, load_btn, examples, first, defau
         return _handler(engine, fn, outputs, gpu=gpu, **options)
 
     load_outputs = ("lab", "root", "qa_info", "chat", "ttft", "scores")
-    load_fn = on_model(handlers.load, load_outputs)
+    load_fn = _examples_shared(engine, on_model(handlers.load, load_outputs),
+                               _handler(engine, handlers.load, load_outputs))
     done_loading = dict(fn=None, inputs=None, outputs=None,
                         js="() => STTM.app.loading(null)")
     c["example"].select(None, c["example"], None,
@@ -270,6 +271,20 @@ def _wire(demo, c, state, engine, gpu, presets, load_btn, examples, first, defau
 
 def _on_cuda(engine: Engine) -> bool:
     return engine.has_model and engine.loaded.model.device.type == "cuda"
+
+
+def _examples_shared(engine: Engine, on_gpu, in_place):
+    """A load: a bundled example whose features another session computed is loaded here, in
+    place (no GPU call: on a Space, every page opens on an example); anything else on_gpu."""
+    layer = CONTROLS.index("layer")
+
+    def load(request: gr.Request, state, path, frames, *values):
+        try:  # a value that is wrong is not shared; on_gpu's checks say why
+            shared = engine.example_features(path, frames, values[layer])
+        except (TypeError, ValueError, IndexError):
+            shared = None
+        return (in_place if shared else on_gpu)(request, state, path, frames, *values)
+    return load
 
 
 def _upload_or_example(load_fn, examples: dict, engine: Engine):

@@ -43,9 +43,9 @@ def space(tiny_checkpoints, serve):
     return loaded, engine, Client(url, verbose=False)
 
 
-def reference_answer(loaded, question: str, config: STTMConfig) -> str:
+def reference_answer(loaded, question: str, config: STTMConfig, frames: int = FRAMES) -> str:
     """The same question in this process, on a chat that never left it."""
-    chat = VideoChat(loaded, config, num_frames=FRAMES, max_pixels=MAX_PIXELS, max_new_tokens=8)
+    chat = VideoChat(loaded, config, num_frames=frames, max_pixels=MAX_PIXELS, max_new_tokens=8)
     chat.load_video(EXAMPLE)
     return chat.ask(question).text
 
@@ -126,3 +126,34 @@ def test_a_session_pickles_without_model_locks_or_cuda(space):
     assert copy.chat.__dict__.get("loaded") is None
     copy.attach(engine.for_worker())
     assert copy.chat.ask("What is shown?").cache_reused
+
+
+def test_an_example_costs_one_gpu_call_for_every_visitor(space):
+    """A page opens on an example: the first visitor's load runs the model in a worker; the
+    next visitors get those features from the main process (no GPU call, the same evidence),
+    and their first question prefills the prefix in its own call, answering as a chat that
+    never left the process. Another merge layer is other features: a GPU call again."""
+    loaded, engine, _ = space
+    url = space[2].src
+    visitors = [Client(url, verbose=False) for _ in range(3)]
+    frames = FRAMES - 2  # features no other test of this app loaded
+    args = ("Static scene", frames, *controls())
+    zerogpu.CALLS.clear()
+    first = visitors[0].predict(*args, api_name="/load_example")[0]
+    assert [c.name for c in zerogpu.CALLS] == ["worker"]
+    for visitor in visitors[1:]:
+        lab = visitor.predict(*args, api_name="/load_example")[0]
+        assert lab["evidence"] == first["evidence"] and lab["id"] == first["id"]
+    assert len(zerogpu.CALLS) == 1  # the next visitors' page opened with no GPU call
+
+    history = visitors[1].predict("What is shown?", [], False, *controls(), api_name="/chat")[0]
+    note = text_of(history[-1])
+    assert "video prefix prefilled for this reply" in note and len(zerogpu.CALLS) == 2
+    assert note.split("\n\n")[0] == reference_answer(loaded, "What is shown?",
+                                                     STTMConfig(0.8, 0.6, 0, 2), frames)
+    history = visitors[1].predict("Anything else?", history, False, *controls(),
+                                  api_name="/chat")[0]
+    assert "cached video prefix" in text_of(history[-1])
+
+    visitors[2].predict("Static scene", frames, *controls(layer=1), api_name="/load_example")
+    assert len(zerogpu.CALLS) == 4
