@@ -22,6 +22,14 @@ S spatial tokens, N tokens.
   STTM.mergeLoaded = true;
 
   const ints = (x) => Int32Array.from(x);
+  const f32 = (x) => (typeof x === "string" ? STTM.decodeF32(x) : Float32Array.from(x));
+
+  /** [T*width]: each frame's n values of `part` [T*n] placed at column `at`, `fill` elsewhere. */
+  function spread(part, T, width, at, fill) {
+    const out = new Float32Array(T * width).fill(fill), n = T ? part.length / T : 0;
+    for (let t = 0; t < T; t++) out.set(part.subarray(t * n, (t + 1) * n), t * width + at);
+    return out;
+  }
 
   /** Evidence as sent by sttm_viz.payload: {grid, sizes, spatial: {high, low: [per root],
    * level, box, parent, order}, pairs, keep_every_frame}. */
@@ -31,8 +39,10 @@ S spatial tokens, N tokens.
     const offsets = [0];
     for (const [h, w] of sizes) offsets.push(offsets[offsets.length - 1] + h * w);
     const M = offsets[L];
-    const f32 = (x) => (typeof x === "string" ? STTM.decodeF32(x) : Float32Array.from(x));
-    const high = f32(sp.high), low = sp.low.map(f32); // [T*M], per root [T*(M - offsets[r])]
+    // the constants left out of the payload: high = +inf on the leaves, low_r = -inf on level r
+    const high = spread(f32(sp.high), T, M, 0, Infinity); // [T*M]
+    const low = sp.low.map((part, r) => // per root r: [T*(M - offsets[r])], nodes of levels >= r
+      spread(f32(part), T, M - offsets[r], offsets[r + 1] - offsets[r], -Infinity));
     const order = ints(sp.order);
     // per root level: the order without the nodes above it (they never count)
     const orderFrom = offsets.slice(0, L).map((first) => order.filter((n) => n >= first));
