@@ -6,8 +6,8 @@ A visited node stops iff its lowest child similarity `high` is >= τS; leaves al
 ancestor between r and it split (its high < τS) and it stops itself:
     low_r(node) < τS <= high(node),   low_r = the largest high of its ancestors at r..l-1
 (-inf on level r itself). All values are the engine's fp32 similarities, and τS is compared in
-fp32 as torch compares a Python float with an fp32 tensor; a NaN similarity never stops the
-search, so it counts as -inf here. τS off (None or > 1) keeps exactly the leaves.
+fp32 as torch compares a Python float with an fp32 tensor. τS off (None or > 1) keeps exactly
+the leaves.
 Shape legend: T frames, H x W leaf grid, h x w a level's grid, M nodes per frame.
 """
 from __future__ import annotations
@@ -49,8 +49,7 @@ def spatial_intervals(ev: MergeEvidence) -> SpatialIntervals:
     device = ev.pair_similarity.device
     rows = Axis.build([h for h, _ in ev.sizes], device)
     cols = Axis.build([w for _, w in ev.sizes], device)
-    highs = [ev.min_child_similarity(l).nan_to_num(nan=-torch.inf).flatten(1)  # [T, h * w]
-             for l in range(len(ev.sizes) - 1)]
+    highs = [ev.min_child_similarity(l).flatten(1) for l in range(len(ev.sizes) - 1)]  # [T, h*w]
     highs.append(torch.full((T, ev.sizes[-1][0] * ev.sizes[-1][1]), torch.inf, device=device))
     parents = [_parent_index(rows, cols, ev.sizes, l) for l in range(len(ev.sizes))]
     low = [_lows_from(root, highs, parents) for root in range(len(ev.sizes))]

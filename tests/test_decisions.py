@@ -75,3 +75,4 @@ def test_geometry_is_the_pyramids():
         else:
             pi, pj = int(p.rows.parent[level][i]), int(p.cols.parent[level][j])
             assert parent == offsets[level - 1] + pi * p.sizes[level - 1][1] + pj
+
