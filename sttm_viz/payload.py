@@ -5,8 +5,9 @@ threshold tests, float32 little-endian in base64), the frames as JPEG data URLs 
 pyramid's grids and the notes the readout needs. The spatial half goes as decisions, each
 quadtree node's τS interval per root level (sttm_core/decisions.py), which the page filters
 (sttm_viz/web/merge.js); the τT half as the nested pairs' similarities, over which the page
-runs the official union-find (sttm_viz/web/unionfind.js). Per budget: the thresholds sttm_core's budget search chooses
-(`budget_table`). Per server-side reduction (a baseline, FastV): its tokens (`tokens_json`).
+runs the official union-find (sttm_viz/web/unionfind.js). Per budget: the thresholds
+sttm_core's budget search chooses (`budget_table`). Per server-side reduction (a baseline,
+FastV): its tokens (`tokens_json`).
 Shape legend: T frames, H x W patch grid, S spatial boxes, N tokens.
 """
 from __future__ import annotations

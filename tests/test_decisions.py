@@ -67,7 +67,8 @@ def test_geometry_is_the_pyramids():
     for node in range(offsets[-1]):
         level = int(intervals.level[node])
         i, j = divmod(node - offsets[level], p.sizes[level][1])
-        box = [p.rows.start[level][i], p.cols.start[level][j], p.rows.end[level][i], p.cols.end[level][j]]
+        box = [p.rows.start[level][i], p.cols.start[level][j], p.rows.end[level][i],
+               p.cols.end[level][j]]
         assert intervals.box[node].tolist() == [int(v) for v in box]
         parent = int(intervals.parent[node])
         if level == 0:
