@@ -9,7 +9,7 @@ sttm_viz.guide and the method menu, as JSON), the page's scripts and style copie
 sttm_viz/web, and a README.md with a static Space's front matter.
 
 OUT_DIR/
-  index.html  README.md  web/{merge,draw,app,lab,plots,static}.js  web/lab.css
+  index.html  README.md  web/{unionfind,merge,draw,app,lab,plots,static}.js  web/lab.css
   videos/<name>/payload.json   video_payload(...) with frames as file paths, id = <name>
   videos/<name>/tables.json    {"video": <name>, "tables": [budget_table, ...], "tokens": null}
   videos/<name>/uniform.json   {"video", "budgets": [B], "set": [B] index into "sets": [tokens_json]}

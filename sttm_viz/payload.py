@@ -2,9 +2,12 @@
 
 Once per video and feature source (`video_payload`): the merge evidence (every similarity a
 threshold tests, float32 little-endian in base64), the frames as JPEG data URLs (OpenCV), the
-pyramid's grids and the notes the readout needs. The page re-thresholds from the evidence by
-itself (sttm_viz/web/merge.js). Per budget: the thresholds sttm_core's budget search chooses
-(`budget_table`). Per server-side reduction (a baseline, FastV): its tokens (`tokens_json`).
+pyramid's grids and the notes the readout needs. The spatial half goes as decisions, each
+quadtree node's τS interval per root level (sttm_core/decisions.py), which the page filters
+(sttm_viz/web/merge.js); the τT half as the nested pairs' similarities, over which the page
+runs the official union-find (sttm_viz/web/unionfind.js). Per budget: the thresholds
+sttm_core's budget search chooses (`budget_table`). Per server-side reduction (a baseline,
+FastV): its tokens (`tokens_json`).
 Shape legend: T frames, H x W patch grid, S spatial boxes, N tokens.
 """
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 
 from sttm_core import OFF, MergeResult, VideoTokenMerger
 from sttm_core.budget import thresholds_for_budget
+from sttm_core.decisions import SpatialIntervals, spatial_intervals
 from sttm_core.evidence import MergeEvidence
 
 BUDGETS = [round(0.05 + 0.01 * k, 2) for k in range(96)]  # the budget slider's values
@@ -34,11 +38,23 @@ def i32_list(x) -> list[int]:
 
 
 def evidence_json(ev: MergeEvidence) -> dict:
-    """{grid, sizes, child: [b64 of [T, h, w, 4] per non-leaf level], pairs: b64 [T-1, P_f],
+    """{grid, sizes, spatial: the τS intervals (`intervals_json`), pairs: b64 [T-1, P_f],
     keep_every_frame: the model's merge gives every frame a token}."""
     return {"grid": list(ev.grid), "sizes": [list(s) for s in ev.sizes],
-            "child": [f32_base64(c) for c in ev.child_similarity],
+            "spatial": intervals_json(spatial_intervals(ev)),
             "pairs": f32_base64(ev.pair_similarity), "keep_every_frame": ev.keep_every_frame}
+
+
+def intervals_json(iv: SpatialIntervals) -> dict:
+    """{high: b64 [T, nodes above the leaves], low: [b64 [T, nodes below level r] per root level
+    r], and one frame's node geometry: level [M], box [M * 4] (y0, x0, y1, x1), parent [M],
+    order [M]}. What is the same everywhere is left for the page to fill in: high = +inf on the
+    leaves, low_r = -inf on level r (a third less to send on 14x14)."""
+    off = iv.offsets
+    return {"high": f32_base64(iv.high[:, :off[-2]]),
+            "low": [f32_base64(low[:, off[r + 1] - off[r]:]) for r, low in enumerate(iv.low)],
+            "level": i32_list(iv.level), "box": i32_list(iv.box), "parent": i32_list(iv.parent),
+            "order": i32_list(iv.order)}
 
 
 def frames_json(frames: np.ndarray, max_side: int = FRAME_SIDE) -> list[str]:

@@ -40,7 +40,7 @@ MODEL_QUEUE = dict(concurrency_id="model", concurrency_limit=1)
 # the page's own requests (budget tables, baselines' tokens): no model, several at a time
 QUIET = dict(show_progress="hidden", trigger_mode="always_last", queue=True,
              concurrency_id="page", concurrency_limit=4)
-WEB_FILES = ["merge.js", "draw.js", "app.js", "lab.js", "plots.js"]
+WEB_FILES = ["unionfind.js", "merge.js", "draw.js", "app.js", "lab.js", "plots.js"]
 CONTROLS = ["mode", "tau_s", "tau_t", "temporal", "budget", "root", "layer", "method"]
 
 

@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sttm_core import VideoTokenMerger
@@ -115,27 +116,30 @@ def test_map_controls_and_readout_fit_one_screen(page):
 def test_clicking_a_token_shows_why(page):
     click_map(page)
     inspector = page.locator(".sttm-inspector")
-    inspector.locator(".sttm-quad").first.wait_for()
+    inspector.locator(".sttm-trail .sttm-path-row.this").first.wait_for()
     text = inspector.inner_text()
     frame = page.evaluate("STTM.app.view.frame") + 1  # the page opens where τT carries over
     assert re.match(rf"Token \d+: a \d+×\d+ box of frame {frame}\b", text)
     assert "Why this box (τS 0.900)" in text and "Across frames (τT 0.900)" in text
-    rows = inspector.locator(".sttm-path-row")
-    # the quadtree path: every box above the token split (a quarter < τS), the token's own box
-    # is one token (all quarters >= τS) or a single patch
-    path = [r for r in range(rows.count()) if rows.nth(r).locator(".sttm-quad i").count()]
-    assert path
-    for r in path:
-        cells = rows.nth(r).locator(".sttm-quad i")
-        classes = [cells.nth(k).get_attribute("class") for k in range(4)]
-        for k, c in enumerate(classes):  # each quarter against τS: pass iff >= 0.9
-            similarity = float(cells.nth(k).get_attribute("title").split()[-1]) if "edge" not in c \
-                else float(cells.nth(k).inner_text())
-            assert ("pass" in c) == (similarity >= 0.9) or abs(similarity - 0.9) < 1e-4
-        split = "split" in rows.nth(r).inner_text()
-        assert split == any("fail" in c for c in classes)
-        assert split == (r != path[-1] or rows.nth(r).get_attribute("class").find("this") < 0)
-    links = inspector.locator(".sttm-sim")
+    # the decision trail from the root grid down: every box above the token split (its lowest
+    # similarity to a quarter < τS in fp32), the token's own box stays one (>= τS) or is a
+    # single patch; its τS interval holds 0.9
+    tau = float(np.float32(0.9))
+    rows = inspector.locator(".sttm-trail .sttm-path-row")
+    assert rows.count()
+    for r in range(rows.count()):
+        row, own = rows.nth(r), r == rows.count() - 1
+        assert ("this" in row.get_attribute("class")) == own
+        assert ("split" in row.inner_text()) == (not own)
+        cell = row.locator(".sttm-low")
+        if cell.count():
+            assert (float(cell.get_attribute("data-value")) >= tau) == own
+            assert ("pass" in cell.get_attribute("class")) == own
+        else:
+            assert own and "single patch" in row.inner_text()
+    interval = inspector.locator(".sttm-interval")
+    assert float(interval.get_attribute("data-low")) < tau <= float(interval.get_attribute("data-high"))
+    links = inspector.locator(".sttm-links .sttm-sim")
     assert links.count() > 0  # similarities to the next frame's nested boxes, against τT
     for k in range(links.count()):
         assert ("pass" in links.nth(k).get_attribute("class")) == (float(links.nth(k).inner_text()) >= 0.9)

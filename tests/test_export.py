@@ -64,10 +64,11 @@ def test_the_site_has_the_page_scripts_and_every_video(site):
     for name in ["index.html", "README.md", "web/static.js", "web/lab.css",
                  "videos/static/tables.json", "videos/static/uniform.json"]:
         assert (out / name).is_file(), name
-    for name in ["merge.js", "draw.js", "app.js", "lab.js", "plots.js", "static.js", "lab.css"]:
+    for name in ["unionfind.js", "merge.js", "draw.js", "app.js", "lab.js", "plots.js", "static.js",
+                 "lab.css"]:
         assert (out / "web" / name).read_bytes() == (WEB / name).read_bytes(), name  # copies
     html = (out / "index.html").read_text(encoding="utf-8")
-    for name in ["merge.js", "app.js", "lab.js", "plots.js", "static.js"]:
+    for name in ["unionfind.js", "merge.js", "app.js", "lab.js", "plots.js", "static.js"]:
         assert f'<script src="web/{name}"></script>' in html
     assert "__CONFIG__" not in html and "__SCRIPTS__" not in html
     for v in done:
@@ -263,7 +264,7 @@ def test_static_inspector_opens_on_a_click(page):
     box = page.locator("canvas.sttm-map").bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.4)
     inspector = page.locator(".sttm-inspector")
-    inspector.locator(".sttm-quad").first.wait_for()
+    inspector.locator(".sttm-trail").first.wait_for()
     frame = page.evaluate("STTM.app.view.frame") + 1  # it opens where τT carries over
     assert re.match(rf"Token \d+: a \d+×\d+ box of frame {frame}\b", inspector.inner_text())
     assert "Why this box (τS 0.900)" in inspector.inner_text()

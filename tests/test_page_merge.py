@@ -1,6 +1,7 @@
-"""The page's merge (sttm_viz/web/merge.js, run in Chromium) equals merge_video_tokens: the same
-spatial boxes, token of each box, token boxes, patch counts and token map, for many settings,
-odd and non-square grids, one frame, either half off, thresholds right at a similarity."""
+"""The page's merge (sttm_viz/web/merge.js's τS filter and unionfind.js, run in Chromium) equals
+merge_video_tokens: the same spatial boxes, token of each box, token boxes, patch counts and
+token map, for many settings, odd and non-square grids, one frame, either half off, thresholds
+right at a similarity."""
 import itertools
 import random
 from pathlib import Path
@@ -27,7 +28,7 @@ TAUS_T = [None, -1.0, 0.3, 0.6, 0.9, 0.99]
 @pytest.fixture(scope="module")
 def page():
     with chromium() as browser:
-        yield script_page(browser, "merge.js")
+        yield script_page(browser, "unionfind.js", "merge.js")
 
 
 def expected(merger, tau_s, tau_t, root):

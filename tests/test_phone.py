@@ -87,7 +87,7 @@ def test_nothing_wider_than_the_screen(phone):
     the_map = box(phone, "canvas.sttm-map")
     phone.touchscreen.tap(the_map["x"] + the_map["width"] * 0.3,
                           the_map["y"] + the_map["height"] * 0.4)
-    phone.locator(".sttm-inspector .sttm-quad").first.wait_for()  # a token's full inspector
+    phone.locator(".sttm-inspector .sttm-trail").first.wait_for()  # a token's full inspector
     inspector = box(phone, ".sttm-inspector")
     assert inspector["x"] >= 0 and inspector["x"] + inspector["width"] <= width
     phone.locator(".sttm-tabs button[data-tab=grid]").click()  # the other panel too

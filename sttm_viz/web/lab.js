@@ -410,44 +410,29 @@ frames (plots.js), drawn when shown. */
     return false;
   }
 
-  function quad(ev, level, t, i, j, tau) {
-    const [h, w] = ev.sizes[level];
-    const base = ((t * h + i) * w + j) * 4;
-    const slots = STTM.childSlots(ev, level, i, j);
-    const cells = slots.map((slot, q) => {
-      const v = ev.child[level][base + q];
-      const pass = tau !== null && v >= Math.fround(tau);
-      const cls = slot.present ? (pass ? "pass" : "fail") : `edge ${pass ? "pass" : "fail"}`;
-      const title = slot.present ? `quarter ${q + 1}: similarity ${fmt(v, 4)}` : "no quarter here (odd edge): the official code compares the grid's first box instead";
-      return `<i class="${cls}" title="${title}">${fmt(v, 2)}</i>`;
-    });
-    return { html: `<span class="sttm-quad">${cells.join("")}</span>`, min: ev.minChild[level][(t * h + i) * w + j] };
-  }
-
+  /** Why this box, from its τS decisions (STTM.trail): each box from the root grid down split
+   * because its lowest similarity to a quarter is under τS; the token's own box is at least τS
+   * (or a single patch); so the box is a token for every τS in its interval (low, high]. */
   function spatialWhy(app, tk, s) {
-    const ev = app.ev;
-    const [level, i, j] = tk.node.subarray(3 * s, 3 * s + 3);
-    const t = tk.spatialBoxes[5 * s];
-    const tau = tk.tauS;
-    const rows = [];
-    for (let l = tk.root; l <= level; l++) {
-      let ai = i, aj = j;
-      for (let m = level; m > l; m--) { ai = ev.rows.parent[m][ai]; aj = ev.cols.parent[m][aj]; }
-      const [h, w] = ev.sizes[l];
-      const box = [t, ev.rows.start[l][ai], ev.cols.start[l][aj], ev.rows.end[l][ai], ev.cols.end[l][aj]];
-      const label = `${box[3] - box[1]}×${box[4] - box[2]} box<br><span class="sttm-dim">of the ${h}×${w} grid${l === tk.root ? " (root)" : ""}</span>`;
-      let verdict, q = { html: "<span></span>" };
-      if (l === ev.L - 1) verdict = "a single patch: always a token";
+    const ev = app.ev, n = tk.node[s], t = tk.spatialBoxes[5 * s], tau = tk.tauS;
+    const trail = STTM.trail(ev, t, n, tk.root);
+    const rows = trail.path.map(({ node: a, high }) => {
+      const own = a === n, l = ev.level[a], [h, w] = ev.sizes[l];
+      const [y0, x0, y1, x1] = ev.box.subarray(4 * a, 4 * a + 4);
+      const label = `${y1 - y0}×${x1 - x0} box<br><span class="sttm-dim">of the ${h}×${w} grid${l === tk.root ? " (root)" : ""}</span>`;
+      let cell = "<span></span>", verdict;
+      if (high === Infinity) verdict = "a single patch: always a token";
       else {
-        q = quad(ev, l, t, ai, aj, tau);
+        cell = `<span class="sttm-sim sttm-low ${own ? "pass" : "fail"}" data-value="${high}" title="lowest similarity to a quarter: ${fmt(high, 4)}">${fmt(high)}</span>`;
         if (tau === null) verdict = "spatial merging off: split";
-        else if (l < level) verdict = `lowest ${fmt(q.min)} &lt; τS → <b class="fail">split</b>`;
-        else verdict = `lowest ${fmt(q.min)} ≥ τS → <b class="pass">one token</b>`;
+        else verdict = own ? `lowest ≥ τS → <b class="pass">one token</b>` : `lowest &lt; τS → <b class="fail">split</b>`;
       }
-      rows.push(`<div class="sttm-path-row${l === level ? " this" : ""}" data-box="${box.join(",")}"><span class="sttm-path-name">${label}</span>${q.html}<span>${verdict}</span></div>`);
-    }
+      return `<div class="sttm-path-row${own ? " this" : ""}" data-box="${[t, y0, x0, y1, x1].join(",")}"><span class="sttm-path-name">${label}</span>${cell}<span>${verdict}</span></div>`;
+    });
     const value = tau === null ? "off" : fmt(tau);
-    return `<div class="sttm-ins-sec">Why this box (τS ${value}): each box's similarity to its 4 quarters, from the root grid down</div>${rows.join("")}`;
+    const end = (v) => (v === Infinity ? "∞" : v === -Infinity ? "−∞" : fmt(v));
+    const interval = `<div class="sttm-interval" data-low="${trail.low}" data-high="${trail.high}">At this root grid the box is a token for any τS in (${end(trail.low)}, ${end(trail.high)}]: above every lowest similarity on its way down, at most its own.</div>`;
+    return `<div class="sttm-ins-sec">Why this box (τS ${value}): each box's lowest similarity to its 4 quarters, from the root grid down</div><div class="sttm-trail">${rows.join("")}</div>${tau === null ? "" : interval}`;
   }
 
   function temporalWhy(app, tk, s) {
@@ -469,7 +454,7 @@ frames (plots.js), drawn when shown. */
       return `<div class="sttm-path-row" data-box="${Array.from(b).join(",")}"><span class="sttm-path-name">${dir < 0 ? "← previous" : "→ next"} frame (${b[0] + 1}): ${b[3] - b[1]}×${b[4] - b[2]} box</span><span class="sttm-sim ${ok ? "pass" : "fail"}">${fmt(sim)}</span><span>${verdict}</span></div>`;
     });
     const value = tau === null ? "off" : fmt(tau);
-    return `<div class="sttm-ins-sec">Across frames (τT ${value}): its similarity to each box at the same place in the neighbouring frames, one inside the other</div>${rows.join("") || "<div>no neighbouring frame</div>"}`;
+    return `<div class="sttm-ins-sec">Across frames (τT ${value}): its similarity to each box at the same place in the neighbouring frames, one inside the other</div><div class="sttm-links">${rows.join("") || "<div>no neighbouring frame</div>"}</div>`;
   }
 
   function servedWhy(app, tk) {

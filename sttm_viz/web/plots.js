@@ -232,11 +232,10 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
     const tk = app.tokens, ev = app.ev, eff = app.current;
     if (which === "spatial") {
       const rootLevel = tk && tk.root !== undefined ? tk.root : app.rootIndex();
-      const parts = [];
-      for (let l = rootLevel; l < ev.L - 1; l++) parts.push(ev.minChild[l]);
-      const n = parts.reduce((a, p) => a + p.length, 0), out = new Float32Array(n);
-      let o = 0;
-      for (const p of parts) { out.set(p, o); o += p.length; }
+      // every box's lowest child similarity (its interval's upper end) from the root grid down
+      // to the level above the leaves, each frame's slice of `high`
+      const first = ev.offsets[rootLevel], stop = ev.offsets[ev.L - 1], out = new Float32Array(ev.T * (stop - first));
+      for (let t = 0; t < ev.T; t++) out.set(ev.high.subarray(t * ev.M + first, t * ev.M + stop), t * (stop - first));
       return out;
     }
     return tk && tk.pairs ? Float32Array.from(tk.pairs.ps) : new Float32Array(0);
