@@ -36,6 +36,19 @@ TAKES = ("thresholds", "budget", "root", "nothing")
 
 
 @dataclass(frozen=True)
+class Thresholded:
+    """A method whose tokens are STTM's own merge at some thresholds (set by hand, or found for
+    the budget), so whatever holds the merge's evidence re-thresholds it (the app's page)."""
+
+    quadtree: bool  # the spatial step runs (False: every patch is its own box)
+    temporal: str   # merging across frames: "user" (the user's switch), "on" or "off"
+
+    def in_time(self, switch: bool) -> bool:
+        """Whether it merges across frames, given the user's switch."""
+        return {"on": True, "off": False}.get(self.temporal, switch)
+
+
+@dataclass(frozen=True)
 class Method:
     name: str          # STTMConfig.method, the sweeps' CSV value
     label: str         # what people read: the app, tables, plots
@@ -46,6 +59,7 @@ class Method:
     # True: kept tokens keep their original position ids, gaps and all (FastV drops tokens);
     # False: on 1D RoPE models the reduced sequence is renumbered (STTM, as the official code)
     keeps_positions: bool = False
+    thresholded: Thresholded | None = None  # None: a reduction of its own (not STTM's merge)
 
 
 def _all_tokens(merger, config, attention):
@@ -113,15 +127,19 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("all", "All tokens", "nothing", False,
            "nothing merged: every patch stays a token (the reference)", _all_tokens),
     Method("sttm", "STTM", "thresholds", False,
-           "quadtree tokens per frame (τS), then nested tokens merged across frames (τT)", _sttm),
+           "quadtree tokens per frame (τS), then nested tokens merged across frames (τT)", _sttm,
+           thresholded=Thresholded(True, "user")),
     Method("sttm_budget", "STTM budget", "budget", False,
-           "STTM with τS and τT chosen per video to keep the budget", _budget(temporal=True)),
+           "STTM with τS and τT chosen per video to keep the budget", _budget(temporal=True),
+           thresholded=Thresholded(True, "user")),
     Method("uniform", "Uniform pooling", "budget", False,
            "every frame average-pooled to one coarser grid of the budget's size", _uniform),
     Method("spatial_only", "Spatial only", "budget", False,
-           "STTM's quadtree tokens per frame, no merging across frames", _budget(temporal=False)),
+           "STTM's quadtree tokens per frame, no merging across frames", _budget(temporal=False),
+           thresholded=Thresholded(True, "off")),
     Method("temporal_only", "Temporal only", "budget", False,
-           "patches merged across frames only, no quadtree", _budget(True, spatial=False)),
+           "patches merged across frames only, no quadtree", _budget(True, spatial=False),
+           thresholded=Thresholded(False, "on")),
     Method("fastv", "FastV", "budget", True,
            "keeps the patches the question's last token attends to most at layer k-1, drops "
            "the rest for layers k onwards", _fastv, keeps_positions=True),

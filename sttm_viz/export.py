@@ -247,21 +247,18 @@ def _write_site(out: Path, engine, done: list[Exported], frames: int) -> None:
 def page_config(engine, done: list[Exported], frames: int) -> dict:
     """Everything the static page shows in words, from Python (guide, the method menu)."""
     from . import guide
-    from .handlers import BUDGET_RANGE, METHOD_MENU, TAU_RANGE
+    from .protocol import METHOD_MENU, page_protocol
 
     why = ("this is a static export (no server): run `sttm-studio` with a model for it"
            if not engine.has_model else
            "this is a static export of the model's features: the model itself is not here; "
            "run `sttm-studio` for it")
     return {
+        "protocol": page_protocol(engine.presets),
         "title": guide.TITLE, "tagline": markdown_inline(guide.TAGLINE),
-        "help": guide.HELP, "words": guide.WORDS, "labels": guide.LABELS, "modes": guide.MODES,
-        "presets": {k: list(v) for k, v in engine.presets.items()},
         "preset_note": engine.preset_note,
-        "methods": METHOD_MENU,
         "absent_methods": {label: f"{label}: {SERVER_ONLY[name]}; not in this static lab"
                            for label, name in METHOD_MENU.items() if name in SERVER_ONLY},
-        "tau_range": list(TAU_RANGE), "budget_range": list(BUDGET_RANGE),
         "videos": [{"name": v.name, "title": v.title, "payload": f"videos/{v.name}/payload.json",
                     "tables": f"videos/{v.name}/tables.json",
                     "uniform": f"videos/{v.name}/uniform.json"} for v in done],

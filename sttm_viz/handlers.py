@@ -22,19 +22,15 @@ from sttm_core.methods import METHODS
 
 from . import guide
 from .payload import tokens_json, video_payload
+from .protocol import BUDGET_RANGE, METHOD_MENU, TAU_RANGE
 from .session import (DEFAULT_ROOTS, Controls, Session, UserError, VideoFeatures, check_flag,
                       check_number, short_repr)
 
 log = logging.getLogger(__name__)
 
-# the method menu: STTM (at thresholds or the budget) and the baselines at the budget
-METHOD_MENU = {m.label: m.name for m in METHODS.values()
-               if m.name == "sttm" or (m.takes == "budget" and m.name != "sttm_budget")}
-PAGE_METHODS = ("sttm", "spatial_only", "temporal_only")  # the page merges these by itself
-# the page cannot compute the others: the server sends their tokens
-SERVER_METHODS = tuple(name for name in METHOD_MENU.values() if name not in PAGE_METHODS)
-TAU_RANGE = (0.0, 1.0)      # the threshold sliders
-BUDGET_RANGE = (0.05, 1.0)  # the budget slider (payload.BUDGETS spans it)
+# the page re-thresholds STTM's own merge (the method registry says which methods are that);
+# the server sends the others' tokens
+SERVER_METHODS = tuple(name for name in METHOD_MENU.values() if not METHODS[name].thresholded)
 
 
 def controls_from(session: Session | None, mode: str, tau_s, tau_t, temporal, budget, root: str,
@@ -150,10 +146,10 @@ def sync(session: Session, controls: Controls) -> dict:
     message = {"video": video.id, "tables": [], "tokens": None}
     levels = video.merger.num_levels
     method = controls.method
-    if method in ("sttm", "spatial_only", "temporal_only") and controls.uses_budget:
-        temporal = {"spatial_only": False, "temporal_only": True}.get(method, controls.temporal)
-        root = levels - 1 if method == "temporal_only" else min(controls.root_level, levels - 1)
-        message["tables"].append(session.budget_table(root, temporal))
+    rule = METHODS[method].thresholded
+    if rule and controls.uses_budget:  # STTM's merge at the budget: the page needs its table
+        root = min(controls.root_level, levels - 1) if rule.quadtree else levels - 1
+        message["tables"].append(session.budget_table(root, rule.in_time(controls.temporal)))
     elif method in SERVER_METHODS and not _cannot_ask(controls, session):
         result = session.reduce(controls)
         if result is not None:

@@ -27,7 +27,7 @@ from sttm_core.qa import MAX_QUESTION_CHARS
 
 from . import guide, handlers
 from .gpu import in_worker, zero_gpu
-from .handlers import BUDGET_RANGE, METHOD_MENU, TAU_RANGE
+from .protocol import BUDGET_RANGE, DEFAULTS, METHOD_MENU, ROOT_GRIDS, TAU_RANGE, page_protocol
 from .session import Engine, Session, UserError, short_repr
 
 log = logging.getLogger(__name__)
@@ -69,8 +69,7 @@ def build_demo(engine: Engine, *, default_frames: int = 16, gpu="spaces") -> gr.
     first = next(iter(examples.values()), None)
     if engine.has_model and not _on_cuda(engine):
         first = None
-    settings = dict(mode="Thresholds", tauS=0.9, tauT=0.9, temporal=True, budget=0.3,
-                    root="4×4", method="STTM")
+    settings = DEFAULTS
 
     with _Blocks(title=guide.TITLE) as demo:
         demo.session_capacity = GRADIO_SESSIONS_PER_SESSION * engine.max_sessions
@@ -87,11 +86,10 @@ def build_demo(engine: Engine, *, default_frames: int = 16, gpu="spaces") -> gr.
                     None, html_template="<div class='sttm-root'></div>", head=head,
                     js_on_load="STTM.mountLab(element, props); watch('value', () => STTM.app.load(props.value));"
                                " if (props.value) STTM.app.load(props.value);",
-                    elem_id="sttm-lab", apply_default_css=False, methods=METHOD_MENU,
-                    help=guide.HELP, words=guide.WORDS, presets=engine.presets,
-                    settings=settings)
+                    elem_id="sttm-lab", apply_default_css=False,
+                    protocol=page_protocol(engine.presets))
             with gr.Column(scale=1, min_width=380, elem_id="sttm-controls"):
-                c["mode"] = gr.Radio(list(guide.MODES), value="Thresholds", label="Mode",
+                c["mode"] = gr.Radio(list(guide.MODES), value=settings["mode"], label="Mode",
                                      show_label=False, elem_id="sttm-mode")
                 c["budget"] = gr.Slider(*BUDGET_RANGE, value=settings["budget"], step=0.01,
                                         label="Token budget (share kept)",
@@ -103,12 +101,12 @@ def build_demo(engine: Engine, *, default_frames: int = 16, gpu="spaces") -> gr.
                                            info=guide.HELP["tau_s"], elem_id="sttm-tau-s")
                     _histogram("spatial")
                 with gr.Group():
-                    c["temporal"] = gr.Checkbox(True, label=guide.HELP["temporal"])
+                    c["temporal"] = gr.Checkbox(settings["temporal"], label=guide.HELP["temporal"])
                     c["tau_t"] = gr.Slider(*TAU_RANGE, value=settings["tauT"], step=0.01,
                                            label="τT — temporal threshold",
                                            info=guide.HELP["tau_t"], elem_id="sttm-tau-t")
                     _histogram("temporal")
-                c["root"] = gr.Radio(["2×2", "4×4", "7×7", "14×14"], value="4×4",
+                c["root"] = gr.Radio(ROOT_GRIDS, value=settings["root"],
                                      label="Root grid", info=guide.HELP["root"],
                                      elem_id="sttm-root")
                 with gr.Row(elem_id="sttm-presets"):
@@ -124,7 +122,8 @@ def build_demo(engine: Engine, *, default_frames: int = 16, gpu="spaces") -> gr.
                     load_btn = gr.Button(guide.LOAD_LABEL, variant="primary",
                                          elem_id="sttm-load")
                     gr.Markdown(f"<small>{guide.LOAD_RULE}</small>", elem_id="sttm-load-rule")
-                    c["method"] = gr.Dropdown(list(METHOD_MENU), value="STTM", label="Method",
+                    c["method"] = gr.Dropdown(list(METHOD_MENU), value=settings["method"],
+                                              label="Method",
                                               info=guide.HELP["method"], elem_id="sttm-method")
                     c["layer"] = gr.Slider(0, max(num_layers - 1, 1), value=min(2, num_layers - 1),
                                            step=1, label="Merge layer k", elem_id="sttm-layer",

@@ -128,14 +128,16 @@ def test_uniform_pooling_tokens_at_every_budget(site):
 
 @pytest.mark.core
 def test_the_page_words_come_from_python(site):
-    from sttm_viz.handlers import METHOD_MENU
+    from sttm_viz.protocol import METHOD_MENU, page_protocol
 
     out, _ = site
     config = page_config(out)
-    assert config["help"] == guide.HELP and config["labels"] == guide.LABELS
-    assert config["methods"] == METHOD_MENU and config["modes"] == guide.MODES
     presets = guide.presets(paper_presets()[1])  # pixels: LLaVA-OneVision-7B's, said so
-    assert config["presets"] == {k: list(v) for k, v in presets.items()}
+    assert config["protocol"] == json.loads(json.dumps(page_protocol(presets)))  # the app's
+    protocol = config["protocol"]
+    assert protocol["help"] == guide.HELP and protocol["labels"] == guide.LABELS
+    assert protocol["menu"] == METHOD_MENU and protocol["modes"] == guide.MODES
+    assert protocol["presets"] == {k: list(v) for k, v in presets.items()}
     assert "LLaVA-OneVision-7B" in config["preset_note"]
     assert set(config["absent_methods"]) == {"FastV", "FrameFusion", "ToMe per frame",  # server-made
                                              "ToMe per snippet", "ToMe per video", "DyCoke",

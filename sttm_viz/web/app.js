@@ -11,24 +11,43 @@ tagged with the video id they belong to.
   const STTM = root.STTM || (root.STTM = {});
   if (STTM.app) return;
 
-  const MODES = { "Thresholds": "thresholds", "Token budget": "budget" };
+  const PROTOCOL_VERSION = 1; // sttm_viz/protocol.py: the one this page is written for
   const app = STTM.app = {
     payload: null, ev: null, images: [], tables: {}, served: null,
-    settings: { mode: "thresholds", tauS: 0.9, tauT: 0.9, temporal: true, budget: 0.3,
-                root: "4×4", method: "sttm" },
-    methods: { "STTM": "sttm" }, // label -> name, from the page's props
-    labels: { sttm: "STTM" },
+    settings: {},   // the page's controls (names as here, values as the protocol's defaults)
+    protocol: null, // sttm_viz/protocol.py: methods, modes, defaults, words, presets
+    methods: {},    // label -> name (the method menu)
+    labels: {},     // name -> label
     view: { frame: 0, step: 3, colourBy: "size", selected: null, hover: -1, playing: false },
     tokens: null, current: null, mergeKey: "", renders: 0, requested: {},
     requestServer: null, // set by the hidden server channel: asks for what `effective` needs
     views: [],
+
+    /** The page protocol (sent with the page; see sttm_viz/protocol.py). */
+    useProtocol(protocol) {
+      if (protocol.version !== PROTOCOL_VERSION) {
+        throw new Error(`page protocol ${protocol.version}: this page reads ${PROTOCOL_VERSION}`);
+      }
+      this.protocol = protocol;
+      this.methods = protocol.menu;
+      this.labels = Object.fromEntries(Object.values(protocol.methods).map((m) => [m.name, m.label]));
+      Object.assign(STTM, { help: protocol.help, words: protocol.words, presets: protocol.presets });
+      this.control(protocol.defaults);
+    },
+
+    /** What the page knows of a method (its descriptor in the protocol). */
+    method(name) {
+      name = name || this.settings.method;
+      return this.protocol.methods[name] || { name, label: name, takes: "budget", computed: "server",
+                                              quadtree: false, temporal: null, query_aware: false };
+    },
 
     /** A Gradio control moved (labels as the page shows them). */
     control(partial) {
       const next = { ...this.settings };
       for (const [k, v] of Object.entries(partial)) {
         if (v === undefined || v === null) continue;
-        if (k === "mode") next.mode = MODES[v] || v;
+        if (k === "mode") next.mode = this.protocol.modes[v] || v;
         else if (k === "method") next.method = this.methods[v] || v;
         else if (k === "tauS" || k === "tauT") next[k] = clampTau(Number(v), this.settings[k]);
         else if (k === "budget") next[k] = Number(v);
@@ -45,10 +64,11 @@ tagged with the video id they belong to.
     controlState(mode, method, temporal, budget) {
       // a baseline always keeps the budget: the Mode radio says so while one is picked, and
       // the mode chosen for STTM comes back with STTM (the radio's shown value is not taken)
-      const fromSTTM = this.settings.method === "sttm";
-      const toSTTM = (this.methods[method] || method) === "sttm";
+      const byHand = (name) => this.method(name).takes === "thresholds"; // STTM: either mode
+      const fromSTTM = byHand(this.settings.method);
+      const toSTTM = byHand(this.methods[method] || method);
       this.control({ mode: fromSTTM && toSTTM ? mode : undefined, method, temporal, budget });
-      const s = this.settings, baseline = s.method !== "sttm";
+      const s = this.settings, d = this.method(), baseline = !byHand(s.method);
       const auto = s.mode === "budget" || baseline;
       const why = baseline ? `not used: ${this.labels[s.method] || s.method} keeps the budget`
         : "set by the budget";
@@ -67,11 +87,12 @@ tagged with the video id they belong to.
         tauS.value = s.tauS;
         tauT.value = s.tauT;
       }
-      const tree = ["sttm", "spatial_only"].includes(s.method);
-      const modeLabel = baseline ? "Token budget" : Object.keys(MODES).find((k) => MODES[k] === s.mode);
+      const tree = d.quadtree;
+      const modes = this.protocol.modes;
+      const modeLabel = Object.keys(modes).find((k) => modes[k] === (baseline ? "budget" : s.mode));
       return [upd({ interactive: !baseline, value: modeLabel, info: baseline ? STTM.say("baseline_mode") : null }),
               tauS, tauT,
-              upd({ interactive: s.method === "sttm" }),
+              upd({ interactive: d.temporal === "user" && !baseline }),
               upd({ visible: auto }),
               upd({ interactive: tree, info: tree ? STTM.help.root : `not used: ${this.labels[s.method] || s.method} has no quadtree` })];
     },
@@ -158,12 +179,13 @@ tagged with the video id they belong to.
     effective() {
       const s = this.settings, ev = this.ev;
       const root = this.rootIndex();
-      if (s.method === "sttm" && s.mode === "thresholds") {
+      const d = this.method();
+      if (d.takes === "thresholds" && s.mode === "thresholds") {
         return { kind: "merge", source: "thresholds", tauS: s.tauS, tauT: s.temporal ? s.tauT : null, root };
       }
-      if (["sttm", "spatial_only", "temporal_only"].includes(s.method)) {
-        const temporal = { spatial_only: false, temporal_only: true }[s.method] ?? s.temporal;
-        const r = s.method === "temporal_only" ? ev.L - 1 : root;
+      if (d.computed === "page") { // STTM's merge at the budget: the budget table's thresholds
+        const temporal = { on: true, off: false }[d.temporal] ?? s.temporal;
+        const r = d.quadtree ? root : ev.L - 1;
         const table = this.tables[`${r}|${temporal}`];
         if (!table) return { kind: "wait", need: `table|${r}|${temporal}`, why: "Finding τS and τT for every budget on this video (once per video)…" };
         const k = Math.max(0, Math.min(table.budgets.length - 1, Math.round((s.budget - table.budgets[0]) / 0.01)));
@@ -171,7 +193,7 @@ tagged with the video id they belong to.
                  target: table.budgets[k], keep: table.keep[k] };
       }
       const t = this.served;
-      const asks = ["fastv", "framefusion"].includes(s.method); // query-aware (sttm_core.METHODS)
+      const asks = d.query_aware; // its tokens follow a question: no request of our own
       if (t && t.method === s.method && (asks || Math.abs(t.budget - s.budget) < 1e-9)) {
         return { kind: "served", method: s.method };
       }

@@ -48,11 +48,7 @@ frames (plots.js), drawn when shown. */
 
   STTM.mountLab = function (element, props) {
     const app = STTM.app;
-    if (props && props.methods) { app.methods = props.methods; app.labels = Object.fromEntries(Object.entries(props.methods).map(([k, v]) => [v, k])); }
-    if (props && props.help) STTM.help = props.help;
-    if (props && props.words) STTM.words = props.words;
-    if (props && props.presets) STTM.presets = props.presets;
-    if (props && props.settings) app.control(props.settings);
+    if (props && props.protocol) app.useProtocol(props.protocol);
     const rootEl = element.querySelector(".sttm-root") || element;
     rootEl.innerHTML = HTML;
     const $ = (sel) => rootEl.querySelector(sel);
@@ -143,7 +139,7 @@ frames (plots.js), drawn when shown. */
       const b = tk.spatialBoxes;
       for (let s = 0; s < tk.numSpatial; s++) if (b[5 * s] === app.view.frame) areas.push((b[5 * s + 3] - b[5 * s + 1]) * (b[5 * s + 4] - b[5 * s + 2]));
     }
-    const hasDropped = !!(tk && tk.served === "fastv");
+    const hasDropped = !!(tk && tk.served && app.method(tk.served).query_aware); // FastV, FrameFusion drop patches
     STTM.setHTML(root.querySelector(".sttm-legend"), STTM.legendHTML(tk ? app.view.step : 1, app.view.colourBy, areas, hasDropped));
     if (reason !== "image") renderInspector(app, root.querySelector(".sttm-inspector"));
   }
@@ -156,7 +152,8 @@ frames (plots.js), drawn when shown. */
     STTM.setHTML(b[0], `<b>${num(total)}</b> patches<small>${fr} frames × ${ev.H}×${ev.W}</small>`);
     if (!tk) { STTM.setHTML(b[1], "<b>…</b>"); STTM.setHTML(b[2], "<b>…</b>"); }
     else if (served) {
-      STTM.setHTML(b[1], `<b>${num(tk.numSpatial - (served === "fastv" ? total - tk.numTokens : 0))}</b> boxes<small>${esc(app.labels[served] || served)}</small>`);
+      const dropped = app.method(served).query_aware ? total - tk.numTokens : 0;
+      STTM.setHTML(b[1], `<b>${num(tk.numSpatial - dropped)}</b> boxes<small>${esc(app.labels[served] || served)}</small>`);
       STTM.setHTML(b[2], `<b>${num(tk.numTokens)}</b> tokens<small>${pct(tk.numTokens / total)} kept</small>`);
     } else {
       STTM.setHTML(b[1], `<b>${num(tk.numSpatial)}</b> boxes<small>${esc(STTM.say("after_tau_s", { pct: pct(tk.numSpatial / total) }))}</small>`);
@@ -166,32 +163,19 @@ frames (plots.js), drawn when shown. */
   }
 
   function renderSettings(app, el) {
-    const s = app.settings, eff = app.current || {}, ev = app.ev;
+    const s = app.settings, eff = app.current || {}, ev = app.ev, d = app.method();
     const grid = `${ev.sizes[app.rootIndex()][0]}×${ev.sizes[app.rootIndex()][1]}`;
     let what;
     if (eff.kind === "merge" && eff.source === "thresholds") {
       what = `τS ${fmt(eff.tauS, 2)} · τT ${eff.tauT === null ? "off" : fmt(eff.tauT, 2)} · root grid ${grid}`;
     } else if (eff.kind === "merge") {
-      const name = s.method === "sttm" ? "STTM" : app.labels[s.method];
       const tauT = eff.tauT === null ? "off" : fmt(eff.tauT);
-      const root = s.method === "temporal_only" ? "no quadtree (each patch on its own)" : `root grid ${grid}`;
-      what = `${name} at a ${Math.round(100 * s.budget)}% budget → τS ${eff.tauS === null ? "off" : fmt(eff.tauS)}, τT ${tauT} (found for this video) · ${root}`;
-    } else if (s.method === "uniform") {
-      const grid = eff.kind === "served" ? ` ${uniformGrid(app.tokens)}` : "";
-      what = `Uniform pooling at ${Math.round(100 * s.budget)}%: every frame average-pooled to one${grid} grid`;
-    } else if (s.method === "fastv") {
-      what = `FastV at ${Math.round(100 * s.budget)}%: keeps the patches the last question's final token attends to most; the rest are dropped`;
-    } else what = `${s.method === "sttm" ? "STTM" : app.labels[s.method]} at a ${Math.round(100 * s.budget)}% budget`;
+      const root = d.quadtree ? `root grid ${grid}` : "no quadtree (each patch on its own)";
+      what = `${d.label} at a ${Math.round(100 * s.budget)}% budget → τS ${eff.tauS === null ? "off" : fmt(eff.tauS)}, τT ${tauT} (found for this video) · ${root}`;
+    } else what = `${d.label} at ${Math.round(100 * s.budget)}%: ${d.summary}`; // the registry's line
     const notes = [...(app.payload.notes || [])];
     STTM.setHTML(el, `${esc(what)} · features: ${esc(app.payload.source)}` +
       notes.map((n) => `<div class="sttm-note">${esc(n)}</div>`).join(""));
-  }
-
-  function uniformGrid(tk) {
-    if (!tk) return "";
-    const b = tk.spatialBoxes, ys = new Set(), xs = new Set();
-    for (let s = 0; s < tk.numSpatial; s++) if (b[5 * s] === 0) { ys.add(b[5 * s + 1]); xs.add(b[5 * s + 2]); }
-    return `${ys.size}×${xs.size}`;
   }
 
   function frameLabel(app) {
@@ -457,8 +441,10 @@ frames (plots.js), drawn when shown. */
     return `<div class="sttm-ins-sec">Across frames (τT ${value}): its similarity to each box at the same place in the neighbouring frames, one inside the other</div><div class="sttm-links">${rows.join("") || "<div>no neighbouring frame</div>"}</div>`;
   }
 
+  /** Why a baseline's token is what it is: no thresholds, the method's own rule. */
   function servedWhy(app, tk) {
-    if (tk.served === "uniform") return `<div class="sttm-ins-sec">Uniform pooling has no thresholds: every frame is average-pooled to one ${uniformGrid(tk)} grid sized to the ${Math.round(100 * app.settings.budget)}% budget, whatever the content.</div>`;
-    return `<div class="sttm-ins-sec">FastV keeps the ${Math.round(100 * app.settings.budget)}% of patches that the question's last token attends to most at the merge layer; the others are dropped. It depends on the question, so the video prefix is rebuilt for every question.</div>`;
+    const d = app.method(tk.served), budget = Math.round(100 * app.settings.budget);
+    const question = d.query_aware ? " It depends on the question, so the video prefix is rebuilt for every question." : "";
+    return `<div class="sttm-ins-sec">${esc(d.label)} has no thresholds; at a ${budget}% budget: ${esc(d.summary)}.${question}</div>`;
   }
 })(typeof window !== "undefined" ? window : globalThis);

@@ -200,7 +200,7 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
     }
     const areas = [];
     if (tk) for (let s = 0; s < tk.numSpatial; s++) areas.push((tk.spatialBoxes[5 * s + 3] - tk.spatialBoxes[5 * s + 1]) * (tk.spatialBoxes[5 * s + 4] - tk.spatialBoxes[5 * s + 2]));
-    STTM.setHTML(panel.querySelector(".sttm-legend"), STTM.legendHTML(tk ? app.view.step : 1, app.view.colourBy, areas, tk && tk.served === "fastv"));
+    STTM.setHTML(panel.querySelector(".sttm-legend"), STTM.legendHTML(tk ? app.view.step : 1, app.view.colourBy, areas, !!(tk && tk.served && app.method(tk.served).query_aware)));
   }
 
   // --- threshold histograms with the keep-ratio curve --------------------------------------------
@@ -251,7 +251,7 @@ with the keep-ratio curve ("you are here"). Each draws only when shown. */
     const tau = which === "spatial" ? (tk && tk.tauS !== undefined ? tk.tauS : null) : (tk && tk.tauT !== undefined ? tk.tauT : null);
     const name = which === "spatial" ? "τS" : "τT";
     const method = app.settings.method;
-    if ((!tk || tk.served) && ["uniform", "fastv"].includes(method)) { // no threshold acts here
+    if ((!tk || tk.served) && app.method(method).computed === "server") { // no threshold acts here
       note.textContent = `Not used: ${app.labels[method] || method} does not compare similarities with ${name}.`;
       return;
     }

@@ -116,7 +116,7 @@ at export).
       const app = STTM.app;
       document.querySelector("#sttm-header h1").textContent = config.title;
       document.querySelector("#sttm-header p").innerHTML = config.tagline;
-      STTM.mountLab(document.getElementById("sttm-static-lab"), { methods: config.methods, help: config.help, words: config.words, presets: config.presets });
+      STTM.mountLab(document.getElementById("sttm-static-lab"), { protocol: config.protocol });
       this.buildControls(config, app);
       this.buildExamples(config);
       this.buildModelPanels(config);
@@ -126,19 +126,19 @@ at export).
     },
 
     buildControls(config, app) {
-      const L = config.labels, s = app.settings, box = document.getElementById("sttm-static-controls");
-      const modeLabel = Object.keys(config.modes).find((k) => config.modes[k] === s.mode);
-      const [tmin, tmax] = config.tau_range, [bmin, bmax] = config.budget_range;
+      const P = config.protocol, L = P.labels, s = app.settings, box = document.getElementById("sttm-static-controls");
+      const modeLabel = Object.keys(P.modes).find((k) => P.modes[k] === s.mode);
+      const [tmin, tmax] = P.ranges.tau, [bmin, bmax] = P.ranges.budget;
       const c = this.c = {
-        mode: makeControl("radio", "sttm-mode", "", { choices: Object.keys(config.modes), value: modeLabel }),
-        budget: makeControl("slider", "sttm-budget", L.budget, { min: bmin, max: bmax, step: 0.01, value: s.budget, info: config.help.budget }),
-        tauS: makeControl("slider", "sttm-tau-s", L.tau_s, { min: tmin, max: tmax, step: 0.01, value: s.tauS, info: config.help.tau_s }),
-        temporal: makeControl("check", "sttm-temporal", config.help.temporal, { value: s.temporal }),
-        tauT: makeControl("slider", "sttm-tau-t", L.tau_t, { min: tmin, max: tmax, step: 0.01, value: s.tauT, info: config.help.tau_t }),
-        root: makeControl("radio", "sttm-root", L.root, { choices: [], value: s.root, info: config.help.root }),
+        mode: makeControl("radio", "sttm-mode", "", { choices: Object.keys(P.modes), value: modeLabel }),
+        budget: makeControl("slider", "sttm-budget", L.budget, { min: bmin, max: bmax, step: 0.01, value: s.budget, info: P.help.budget }),
+        tauS: makeControl("slider", "sttm-tau-s", L.tau_s, { min: tmin, max: tmax, step: 0.01, value: s.tauS, info: P.help.tau_s }),
+        temporal: makeControl("check", "sttm-temporal", P.help.temporal, { value: s.temporal }),
+        tauT: makeControl("slider", "sttm-tau-t", L.tau_t, { min: tmin, max: tmax, step: 0.01, value: s.tauT, info: P.help.tau_t }),
+        root: makeControl("radio", "sttm-root", L.root, { choices: [], value: s.root, info: P.help.root }),
         method: makeControl("select", "sttm-method", L.method, {
-          options: Object.keys(config.methods), disabled: config.absent_methods,
-          value: app.labels[s.method], info: config.help.method }),
+          options: Object.keys(P.menu), disabled: config.absent_methods,
+          value: app.labels[s.method], info: P.help.method }),
       };
       c.budget.el.hidden = true;
       const hist = (which) => { const el = h("div", { id: `sttm-hist-${which}`, class: "sttm-root" }); STTM.mountHistogram(el, which); return el; };
@@ -146,7 +146,7 @@ at export).
       c.tauT.el.append(hist("temporal"));
       const presets = h("div", { id: "sttm-presets", class: "sttm-ctl" }, `<span class="sttm-label">${esc(L.presets)}</span>`);
       const row = presets.appendChild(h("div", { class: "sttm-presets" }));
-      this.presetButtons = Object.entries(config.presets).map(([name, [tauS, tauT]]) => {
+      this.presetButtons = Object.entries(config.protocol.presets).map(([name, [tauS, tauT]]) => {
         const b = row.appendChild(h("button", { type: "button" }, esc(name)));
         b.addEventListener("click", () => this.preset(tauS, tauT));
         return b;
@@ -159,7 +159,7 @@ at export).
 
     buildExamples(config) {
       const label = document.querySelector("#sttm-example span"), select = document.querySelector("#sttm-example select");
-      label.textContent = config.labels.example;
+      label.textContent = config.protocol.labels.example;
       for (const v of config.videos) select.append(h("option", { value: v.name }, esc(v.title)));
       select.addEventListener("change", () => this.pick(select.value));
     },
@@ -191,7 +191,7 @@ at export).
 
     /** A preset: one re-merge; the four controls then follow (no-ops for the page). */
     preset(tauS, tauT) {
-      const c = this.c, mode = Object.keys(this.config.modes)[0];
+      const c = this.c, mode = Object.keys(this.config.protocol.modes)[0];
       STTM.app.control({ mode, tauS, tauT, temporal: true });
       c.mode.set({ value: mode }); c.tauS.set({ value: tauS }); c.tauT.set({ value: tauT }); c.temporal.set({ value: true });
     },
