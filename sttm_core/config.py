@@ -15,6 +15,8 @@ from .reduction import OFF, Budget, Reduction, is_int
 
 DECODE_POSITIONS = ("merged", "official")
 POSITION_RULES = ("reassign", "mean", "survivor")
+# the fields a method's record may read besides keep_ratio (its budget)
+REDUCTION_FIELDS = ("spatial_threshold", "temporal_threshold", "root_level", "temporal_mode")
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class STTMConfig:
     def __post_init__(self):
         # only the fields the method reads: a budget method ignores the default thresholds
         method = registered(self.method)
-        values = {name: getattr(self, name) for name in method.fields if name != "budget"}
+        values = method.reads(**{name: getattr(self, name) for name in REDUCTION_FIELDS})
         object.__setattr__(self, "reduction", method.parse(keep_ratio=self.keep_ratio, **values))
         if not is_int(self.merge_layer) or self.merge_layer < 0:
             raise ValueError(f"merge_layer must be a layer index >= 0, got {self.merge_layer!r}")

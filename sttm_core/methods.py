@@ -56,6 +56,11 @@ class Method:
     def fields(self) -> tuple[str, ...]:
         return tuple(f.name for f in fields(self.record))
 
+    def reads(self, **values) -> dict:
+        """The values among these that this method's record has (settings shared by methods
+        of every kind, e.g. a sweep's root level), to pass on to `parse`."""
+        return {name: v for name, v in values.items() if ALIASES.get(name, name) in self.fields}
+
     def parse(self, **values) -> Reduction:
         """User values -> this method's record, each checked once. A name is a record field
         or one of its ALIASES (tau_s, tau_t, keep_ratio); a None for a field the record lacks
