@@ -76,11 +76,11 @@ def reduction_config(args: dict) -> STTMConfig:
     keep_ratio with budget methods only."""
     method = args.get("method") or ("sttm_budget" if args.get("keep_ratio") is not None
                                     else "sttm")
+    merge_layer = _int("merge_layer", args.get("merge_layer", 2))
     values = {name: READ[name](name, args[name]) for name in READ if name in args}
     if registered(method).takes == "budget":
         values.setdefault("keep_ratio", None)  # missing: parse says a budget method needs it
-    return STTMConfig.of(method, parse(method, **values),
-                         merge_layer=_int("merge_layer", args.get("merge_layer", 2)),
+    return STTMConfig.of(method, parse(method, **values), merge_layer=merge_layer,
                          position_rule=args.get("position_rule"))  # checked by STTMConfig
 
 
