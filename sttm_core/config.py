@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .methods import METHODS, registered
-from .reduction import OFF, Budget, Reduction, is_int
+from .reduction import OFF, Budget, Reduction, ReductionError, is_int
 
 DECODE_POSITIONS = ("merged", "official")
 POSITION_RULES = ("reassign", "mean", "survivor")
@@ -80,7 +80,11 @@ class STTMConfig:
     def of(cls, method: str, reduction: Reduction, **where) -> "STTMConfig":
         """The config of `method` with a record from `methods.parse` and the other fields
         (merge_layer, position_rule, ...) as keywords: how every boundary builds one."""
-        values = {name: getattr(reduction, name) for name in registered(method).fields}
+        record = registered(method).record
+        if type(reduction) is not record:
+            raise ReductionError(f"method={method!r} takes a {record.__name__} record, got "
+                                 f"{type(reduction).__name__}")
+        values = {name: getattr(reduction, name) for name in record.__dataclass_fields__}
         budget = values.pop("budget", None)
         return cls(method=method, keep_ratio=budget, **values, **where)
 

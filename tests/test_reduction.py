@@ -54,6 +54,8 @@ def test_the_record_is_what_the_merge_gets():
     config = STTMConfig.of("sttm", parse("sttm", tau_s=0.7, tau_t=0.5, root_level=0))
     assert config == STTMConfig(0.7, 0.5, 0)
     assert torch.equal(reduce_tokens(x, config).boxes, merge_video_tokens(x, 0.7, 0.5, 0).boxes)
+    with pytest.raises(ReductionError, match="method='sttm' takes a Thresholds record, got Budget"):
+        STTMConfig.of("sttm", Budget(0.3))
 
 
 @pytest.mark.parametrize("method, values, message", [
