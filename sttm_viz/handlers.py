@@ -63,7 +63,7 @@ def controls_from(session: Session | None, mode: str, tau_s, tau_t, temporal, bu
                                                      whole=True)),
                         method=_choice("Method", method, METHOD_MENU))
     try:  # the sliders' ranges are checked above; the method's own rules by the one parse
-        controls.config
+        controls.parsed
     except ReductionError as err:
         raise UserError(f"{err}.") from err
     if check_method:

@@ -31,6 +31,7 @@ from sttm_core.merge import MergeResult
 from sttm_core.methods import parse, reduce_tokens
 from sttm_core.pixels import pixel_patch_features
 from sttm_core.qa import MAX_QUESTION_CHARS
+from sttm_core.reduction import Reduction
 from sttm_core.video import VideoClip, VideoError, load_video
 
 log = logging.getLogger(__name__)
@@ -257,13 +258,17 @@ class Controls:
     def uses_budget(self) -> bool:
         return self.mode == "budget" or self.method != "sttm"
 
-    @cached_property
+    @property
     def config(self) -> STTMConfig:
-        """The controls' STTMConfig, their reduction values checked by the registry's one
+        return STTMConfig.of(*self.parsed, merge_layer=self.merge_layer)
+
+    @cached_property
+    def parsed(self) -> tuple[str, Reduction]:
+        """(method, its record): the controls' reduction values checked by the registry's one
         parse (sttm_core.methods.parse: a ReductionError, which controls_from shows as a
-        UserError)."""
+        UserError), once per Controls."""
         method, values = self.reduction
-        return STTMConfig.of(method, parse(method, **values), merge_layer=self.merge_layer)
+        return method, parse(method, **values)
 
     @property
     def reduction(self) -> tuple[str, dict]:
