@@ -37,6 +37,7 @@ import torch
 from sttm_core import STTMConfig
 from sttm_core.chat import VideoChat
 from sttm_core.examples import examples_dir
+from sttm_core.methods import parse
 from sttm_core.models.checkpoints import default_device_and_dtype, load_model, random_model
 from sttm_core.models.registry import ARCHITECTURES
 from sttm_core.video import VideoClip, load_video
@@ -174,13 +175,14 @@ def video_clip(frames: int) -> VideoClip:
 def configs(loaded, args) -> list[tuple[str, STTMConfig]]:
     """(label, config) of every measured row but the all-tokens reference."""
     layer = args.merge_layer
-    rows = [(f"STTM τ {s:.2f}/{t:.2f}", STTMConfig(s, t, 1, layer))
+    def config(method: str, **values) -> STTMConfig:  # the registry's one parse, as the app's
+        return STTMConfig.of(method, parse(method, **values), merge_layer=layer)
+
+    rows = [(f"STTM τ {s:.2f}/{t:.2f}", config("sttm", tau_s=s, tau_t=t, root_level=1))
             for s, t in loaded.adapter.paper_thresholds]
-    rows += [(f"STTM {b:.0%}", STTMConfig(method="sttm_budget", keep_ratio=b, merge_layer=layer))
-             for b in BUDGETS]
+    rows += [(f"STTM {b:.0%}", config("sttm_budget", budget=b)) for b in BUDGETS]
     if not args.skip_fastv:
-        rows += [(f"FastV {b:.0%}", STTMConfig(keep_ratio=b, method="fastv", merge_layer=layer))
-                 for b in BUDGETS]
+        rows += [(f"FastV {b:.0%}", config("fastv", budget=b)) for b in BUDGETS]
     return rows
 
 

@@ -12,6 +12,7 @@ from .config import STTMConfig
 from .merge import (OFF, MergeResult, VideoTokenMerger, merge_like, merge_video_tokens,
                     pyramid_sizes)
 from .methods import METHODS, reduce_tokens
+from .reduction import ReductionError
 from .temporal import TEMPORAL_MODES
 
 if TYPE_CHECKING:  # what editors and type checkers see of the lazy names below
@@ -34,6 +35,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'sttm_core' has no attribute {name!r}")
 
 
-__all__ = ["BudgetChoice", "METHODS", "MergeResult", "OFF", "STTMConfig", "TEMPORAL_MODES",
-           "VideoTokenMerger", "merge_like", "merge_video_tokens", "pyramid_sizes", "reduce_tokens",
-           "thresholds_for_budget", *_LAZY]
+__all__ = ["BudgetChoice", "METHODS", "MergeResult", "OFF", "ReductionError", "STTMConfig",
+           "TEMPORAL_MODES", "VideoTokenMerger", "merge_like", "merge_video_tokens",
+           "pyramid_sizes", "reduce_tokens", "thresholds_for_budget", *_LAZY]

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .merge import (OFF, MergeResult, VideoTokenMerger, check_root_level, check_temporal_mode,
-                    is_int, is_real)
+from .merge import MergeResult, VideoTokenMerger, check_root_level
+from .reduction import OFF, check_temporal_mode, is_int, is_real
 
 BISECT_STEPS = 24  # float bisection on [-1, 1]: resolution ~1e-7, below fp32 cosine noise
 ABOVE_ANY_COSINE = 1.0001  # the bisection's upper end: at it nothing merges

@@ -2,17 +2,21 @@
 
 The method (a key of sttm_core.methods.METHODS) says what kind of reduction it is and which
 fields it reads: "sttm" reads the thresholds, the budget methods read keep_ratio, "all" reads
-neither. `sttm_core.methods.reduce_tokens(features, config)` applies it.
+neither. Those are parsed once into the method's record (`config.reduction`, see
+sttm_core.reduction); the rest says where the reduction acts and how similarities are taken.
+`sttm_core.methods.reduce_tokens(features, config)` applies it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .merge import OFF, check_temporal_mode, check_threshold, is_int, is_real
-from .methods import METHODS
+from .methods import METHODS, registered
+from .reduction import OFF, Budget, Reduction, ReductionError, is_int
 
 DECODE_POSITIONS = ("merged", "official")
 POSITION_RULES = ("reassign", "mean", "survivor")
+# the fields a method's record may read besides keep_ratio (its budget)
+REDUCTION_FIELDS = ("spatial_threshold", "temporal_threshold", "root_level", "temporal_mode")
 
 
 @dataclass(frozen=True)
@@ -50,15 +54,14 @@ class STTMConfig:
     area_weighted: bool = False
     decode_positions: str = "merged"
     position_rule: str | None = None
+    # the method's own values above, parsed into its record (thresholds, budget, root grid)
+    reduction: Reduction = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method={self.method!r} is not one of {', '.join(METHODS)}")
-        check_threshold("spatial_threshold", self.spatial_threshold)
-        check_threshold("temporal_threshold", self.temporal_threshold)
-        check_temporal_mode(self.temporal_mode)
-        if not is_int(self.root_level):
-            raise ValueError(f"root_level must be an integer, got {self.root_level!r}")
+        # only the fields the method reads: a budget method ignores the default thresholds
+        method = registered(self.method)
+        values = method.reads(**{name: getattr(self, name) for name in REDUCTION_FIELDS})
+        object.__setattr__(self, "reduction", method.parse(keep_ratio=self.keep_ratio, **values))
         if not is_int(self.merge_layer) or self.merge_layer < 0:
             raise ValueError(f"merge_layer must be a layer index >= 0, got {self.merge_layer!r}")
         if self.head_dim is not None and (not is_int(self.head_dim) or self.head_dim <= 0):
@@ -72,16 +75,24 @@ class STTMConfig:
         if self.query_aware and self.merge_layer < 1:
             raise ValueError(f"method={self.method!r} ranks tokens by the attention of the layer "
                              "before merge_layer: merge_layer must be >= 1, got 0")
-        self._check_budget()
 
-    def _check_budget(self) -> None:
-        takes_budget = METHODS[self.method].takes == "budget"
-        if takes_budget and not (is_real(self.keep_ratio) and 0 < self.keep_ratio <= 1):
-            raise ValueError(f"method={self.method!r} keeps a token budget: keep_ratio must be "
-                             f"a number in (0, 1], got {self.keep_ratio!r}")
-        if not takes_budget and self.keep_ratio is not None:
-            raise ValueError(f"method={self.method!r} takes no keep_ratio; for a token budget "
-                             "use method='sttm_budget' (or a baseline)")
+    @classmethod
+    def of(cls, method: str, reduction: Reduction, **where) -> "STTMConfig":
+        """The config of `method` with a record from `methods.parse` and the other fields
+        (merge_layer, position_rule, ...) as keywords: how every boundary builds one."""
+        record = registered(method).record
+        if type(reduction) is not record:
+            raise ReductionError(f"method={method!r} takes a {record.__name__} record, got "
+                                 f"{type(reduction).__name__}")
+        values = {name: getattr(reduction, name) for name in record.__dataclass_fields__}
+        budget = values.pop("budget", None)
+        return cls(method=method, keep_ratio=budget, **values, **where)
+
+    @property
+    def budget(self) -> float | None:
+        """The share of video tokens the method is asked to keep (None: it takes none);
+        MergeResult.keep_ratio is the share a merge kept."""
+        return self.reduction.budget if isinstance(self.reduction, Budget) else None
 
     @classmethod
     def all_tokens(cls, merge_layer: int = 2) -> "STTMConfig":

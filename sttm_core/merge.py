@@ -6,18 +6,15 @@ Imports torch only; runs on any device; outputs keep the input dtype, similariti
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from numbers import Integral, Real
 
 import torch
 from torch import Tensor
 
 from .quadtree import QuadtreePyramid, SpatialTokens, pyramid_sizes
+from .reduction import OFF, check_temporal_mode, check_threshold, is_int
 from .temporal import (TEMPORAL_MODES, candidate_pairs, group_labels, keep_every_frame,
                        merge_groups, pair_similarity)
-
-OFF = None  # a threshold that turns its half of the merge off (for tauS any value > 1 does too)
 
 
 @dataclass
@@ -213,7 +210,7 @@ def merge_like(result: MergeResult, features: Tensor, *, area_weighted: bool = F
     return (sums / total[:, None]).to(features.dtype)
 
 
-# --- input checks: clear ValueErrors before any work -----------------------------------------
+# --- input checks: clear ValueErrors before any work (thresholds: sttm_core.reduction) ------
 
 def check_features(features, head_dim: int | None = None) -> None:
     if not isinstance(features, Tensor):
@@ -246,19 +243,6 @@ def _used(threshold: float | None) -> float | None:
     return OFF if threshold is OFF or threshold > 1 else float(threshold)
 
 
-def check_threshold(name: str, value) -> None:
-    if value is OFF:
-        return
-    if not is_real(value):
-        raise ValueError(f"{name} must be a number or OFF (None), got {value!r}")
-    if math.isnan(value):
-        raise ValueError(f"{name} is NaN, which is out of range: cosine similarity thresholds "
-                         "lie in [-1, 1] (a value above 1 merges nothing)")
-    if value < -1:
-        raise ValueError(f"{name}={value} is out of range: cosine similarity thresholds lie in "
-                         "[-1, 1] (a value above 1 merges nothing)")
-
-
 def check_root_level(root_level, sizes: list[tuple[int, int]]) -> int:
     """Validate a root level (negative counts from the finest level) and return it as >= 0."""
     n = len(sizes)
@@ -267,21 +251,6 @@ def check_root_level(root_level, sizes: list[tuple[int, int]]) -> int:
         raise ValueError(f"root_level={root_level!r} is out of range for a {sizes[-1][0]}x"
                          f"{sizes[-1][1]} grid; its levels are {grids} (or -{n}..-1)")
     return int(root_level) % n
-
-
-def check_temporal_mode(mode) -> None:
-    if mode not in TEMPORAL_MODES:
-        raise ValueError(f"temporal_mode={mode!r} is not one of {TEMPORAL_MODES}")
-
-
-def is_int(value) -> bool:
-    """An int or a numpy integer scalar (np.int64 ...), not a bool."""
-    return isinstance(value, Integral) and not isinstance(value, bool)
-
-
-def is_real(value) -> bool:
-    """An int, a float or a numpy scalar of either (np.float32 ...), not a bool; NaN is one."""
-    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 __all__ = ["OFF", "MergeResult", "VideoTokenMerger", "merge_like", "merge_video_tokens",

@@ -3,19 +3,20 @@ compared with. The config, the runtime, the sweeps, the app and the docs read it
 
 Each method turns a video's features [T, H, W, C] (through a VideoTokenMerger that holds their
 pyramid) into a MergeResult, so everything downstream treats them alike. What a method takes
-(`Method.takes`):
-  thresholds  tauS / tauT set by hand (STTMConfig.spatial_threshold, temporal_threshold)
-  budget      a keep ratio (STTMConfig.keep_ratio); STTM's thresholds are chosen per video
-  root        a root level (STTMConfig.root_level): its grid fixes the token count
-  nothing     all tokens: nothing is merged (the reference)
+(`Method.takes`) is one record of sttm_core.reduction, and `parse` is the one way to make it
+from user values, at every boundary (app, sweeps, lmms-eval, benchmarks, STTMConfig):
+  thresholds  Thresholds: tauS / tauT set by hand, root level, temporal rule
+  budget      Budget: the share of tokens to keep; STTM's thresholds are chosen per video
+  root        RootGrid: a root level whose grid fixes the token count
+  nothing     AllTokens: nothing is merged (the reference)
 The paper's baselines (ToMe, DyCoke, FrameFusion) and its joint octree (Table 6) live in files
 of their own.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable
+from dataclasses import dataclass, fields, replace
+from typing import Callable
 
 from torch import Tensor
 
@@ -25,10 +26,9 @@ from .dycoke import dycoke
 from .framefusion import frame_fusion
 from .merge import OFF, MergeResult, VideoTokenMerger
 from .octree import OctreePyramid, octree_for_budget
+from .reduction import (ALIASES, DOES, RECORDS, Budget, Reduction, ReductionError, RootGrid,
+                        Thresholds, check_value)
 from .tome import SNIPPET_FRAMES, tome
-
-if TYPE_CHECKING:
-    from .config import STTMConfig
 
 log = logging.getLogger(__name__)
 
@@ -55,71 +55,113 @@ class Method:
     takes: str         # one of TAKES
     query_aware: bool  # looks at the question: a video prefix cannot be reused across questions
     summary: str       # what it does, in one line
-    reduce: Callable[[VideoTokenMerger, "STTMConfig", Tensor | None], MergeResult]
+    reduce: Callable[[VideoTokenMerger, Reduction, Tensor | None], MergeResult]
     # True: kept tokens keep their original position ids, gaps and all (FastV drops tokens);
     # False: on 1D RoPE models the reduced sequence is renumbered (STTM, as the official code)
     keeps_positions: bool = False
     thresholded: Thresholded | None = None  # None: a reduction of its own (not STTM's merge)
 
+    @property
+    def record(self) -> type:
+        """The sttm_core.reduction record this method reads."""
+        return RECORDS[self.takes]
 
-def _all_tokens(merger, config, attention):
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(self.record))
+
+    def reads(self, **values) -> dict:
+        """The values among these that this method's record has (settings shared by methods
+        of every kind, e.g. a sweep's root level), to pass on to `parse`."""
+        return {name: v for name, v in values.items() if ALIASES.get(name, name) in self.fields}
+
+    def parse(self, **values) -> Reduction:
+        """User values -> this method's record, each checked once. A name is a record field
+        or one of its ALIASES (tau_s, tau_t, keep_ratio); a None for a field the record lacks
+        counts as not given; a missing field takes the record's default. Raises
+        ReductionError quoting the value as the caller spelled it."""
+        given: dict[str, object] = {}
+        for name, value in values.items():
+            field = ALIASES.get(name, name)
+            if field not in self.fields:
+                if value is None:
+                    continue
+                why = ("; for a token budget use method='sttm_budget' (or a baseline)"
+                       if field == "budget" else f": it {DOES[self.takes]}")
+                raise ReductionError(f"method={self.name!r} takes no {name}{why}")
+            if field in given:
+                raise ReductionError(f"{name} is given twice (also as {field})")
+            try:
+                check_value(field, name, value)
+            except ReductionError as err:
+                if field != "budget":
+                    raise
+                raise ReductionError(f"method={self.name!r} keeps a token budget: {err}") from None
+            given[field] = value
+        if self.record is Budget and "budget" not in given:
+            raise ReductionError(f"method={self.name!r} keeps a token budget: budget must be a "
+                                 "number in (0, 1], got none")
+        return self.record(**given)
+
+
+def _all_tokens(merger, p, attention):
     return merger.merge(OFF, OFF, -1)
 
 
-def _sttm(merger, config, attention):
-    return merger.merge(config.spatial_threshold, config.temporal_threshold,
-                        _root_level(merger, config), config.temporal_mode)
+def _sttm(merger, p: Thresholds, attention):
+    return merger.merge(p.spatial_threshold, p.temporal_threshold, _root_level(merger, p),
+                        p.temporal_mode)
 
 
 def _budget(temporal: bool, spatial: bool = True):
-    def reduce(merger, config, attention):
-        root_level = _root_level(merger, config) if spatial else -1
-        return thresholds_for_budget(merger, config.keep_ratio, root_level=root_level,
-                                     temporal=temporal, temporal_mode=config.temporal_mode).result
+    def reduce(merger, p: Budget, attention):
+        root_level = _root_level(merger, p) if spatial else -1
+        return thresholds_for_budget(merger, p.budget, root_level=root_level,
+                                     temporal=temporal, temporal_mode=p.temporal_mode).result
     return reduce
 
 
-def _uniform(merger, config, attention):
-    return uniform_pooling(merger.pyramid.levels[-1], config.keep_ratio)
+def _uniform(merger, p: Budget, attention):
+    return uniform_pooling(merger.pyramid.levels[-1], p.budget)
 
 
-def _fastv(merger, config, attention):
+def _fastv(merger, p: Budget, attention):
     if attention is None:
         raise ValueError("FastV needs the attention of the last prompt token (a question)")
-    return drop_by_attention(merger.pyramid.levels[-1], attention, config.keep_ratio,
+    return drop_by_attention(merger.pyramid.levels[-1], attention, p.budget,
                              keep_every_frame=merger.keep_every_frame)
 
 
-def _root_pool(merger, config, attention):
+def _root_pool(merger, p: RootGrid, attention):
     # every root node whole (tauS = -1 stops each one), nothing across frames: the frame
     # average-pooled to the root grid, a single granularity (the paper's Table 5)
-    return merger.merge(-1.0, OFF, _root_level(merger, config))
+    return merger.merge(-1.0, OFF, _root_level(merger, p))
 
 
 def _tome(method: str):
-    def reduce(merger, config, attention):
-        return tome(merger.pyramid.levels[-1], config.keep_ratio, SNIPPET_FRAMES[method], method,
+    def reduce(merger, p: Budget, attention):
+        return tome(merger.pyramid.levels[-1], p.budget, SNIPPET_FRAMES[method], method,
                     keep_every_frame=merger.keep_every_frame)
     return reduce
 
 
-def _dycoke(merger, config, attention):
-    return dycoke(merger.pyramid.levels[-1], config.keep_ratio, keep_every_frame=merger.keep_every_frame)
+def _dycoke(merger, p: Budget, attention):
+    return dycoke(merger.pyramid.levels[-1], p.budget, keep_every_frame=merger.keep_every_frame)
 
 
-def _framefusion(merger, config, attention):
+def _framefusion(merger, p: Budget, attention):
     if attention is None:
         raise ValueError("FrameFusion needs the attention of the last prompt token (a question): "
                          "it drops the tokens that question attends to least")
-    return frame_fusion(merger.pyramid.levels[-1], attention, config.keep_ratio,
+    return frame_fusion(merger.pyramid.levels[-1], attention, p.budget,
                         keep_every_frame=merger.keep_every_frame)
 
 
-def _octree(merger, config, attention):
+def _octree(merger, p: Budget, attention):
     # searched from the whole video's node: the quadtree's root grid can be the patch grid
     # itself (small grids), where an octree started from it could not merge even in time
     pyramid = OctreePyramid(merger.pyramid.levels[-1], merger.head_dim, merger.area_weighted)
-    return octree_for_budget(pyramid, config.keep_ratio, 0,
+    return octree_for_budget(pyramid, p.budget, 0,
                              keep_every_frame=merger.keep_every_frame)
 
 
@@ -167,25 +209,39 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 )}
 
 
-def reduce_tokens(features: Tensor | VideoTokenMerger, config: "STTMConfig",
-                  attention: Tensor | None = None, *, keep_every_frame: bool = False) -> MergeResult:
-    """Apply a config's reduction to video features [T, H, W, C] (or a prepared merger, which
+def parse(method: str, **values) -> Reduction:
+    """The one parse of a reduction's values: `method`'s record (sttm_core.reduction) from
+    user values, e.g. parse("sttm", tau_s=0.85, tau_t=0.6) or parse("uniform", budget=0.3).
+    Raises ReductionError (a ValueError) naming the value at fault as it was spelled."""
+    return registered(method).parse(**values)
+
+
+def registered(method: str) -> Method:
+    if method not in METHODS:
+        raise ReductionError(f"method={method!r} is not one of {', '.join(METHODS)}")
+    return METHODS[method]
+
+
+def reduce_tokens(features: Tensor | VideoTokenMerger, config, attention: Tensor | None = None,
+                  *, keep_every_frame: bool = False) -> MergeResult:
+    """Apply an STTMConfig's reduction to video features [T, H, W, C] (or a prepared merger, which
     brings its own keep_every_frame). attention [T, H, W]: what each patch receives from the
     last prompt token at the layer before the merge layer (FastV only). keep_every_frame: no
     frame loses all its tokens (a property of the model family, see merge_video_tokens)."""
     merger = features if isinstance(features, VideoTokenMerger) else VideoTokenMerger(
         features, head_dim=config.head_dim, area_weighted=config.area_weighted,
         keep_every_frame=keep_every_frame)
-    result = METHODS[config.method].reduce(merger, config, attention)
+    result = METHODS[config.method].reduce(merger, config.reduction, attention)
     return replace(result, method=config.method)
 
 
-def _root_level(merger: VideoTokenMerger, config: "STTMConfig") -> int:
-    """The config's root level, or the finest level when this video's grid has too few levels
-    (the result's root_level says which level was used)."""
+def _root_level(merger: VideoTokenMerger, p: Thresholds | Budget | RootGrid) -> int:
+    """The record's root level, or the finest level when this video's grid has too few levels
+    (the result's root_level says which level was used). Not an error: root grids are per
+    video, and a sweep or a page may carry one level to a smaller video."""
     levels = merger.num_levels
-    if -levels <= config.root_level < levels:
-        return config.root_level
+    if -levels <= p.root_level < levels:
+        return p.root_level
     log.info("root_level=%d: a %dx%d grid has %d levels; starting from its finest",
-             config.root_level, *merger.level_sizes[-1], levels)
+             p.root_level, *merger.level_sizes[-1], levels)
     return levels - 1

@@ -19,6 +19,7 @@ from typing import Iterator
 import gradio as gr
 
 from sttm_core.methods import METHODS
+from sttm_core.reduction import ReductionError
 
 from . import guide
 from .payload import tokens_json, video_payload
@@ -36,7 +37,8 @@ SERVER_METHODS = tuple(name for name in METHOD_MENU.values() if not METHODS[name
 def controls_from(session: Session | None, mode: str, tau_s, tau_t, temporal, budget, root: str,
                   layer, method: str, *, check_method: bool = True) -> Controls:
     """The page's control values (labels as shown) as Controls for this session's video.
-    Each value is checked (an API call may send anything); a UserError says which is wrong.
+    Each value is checked (an API call may send anything) against its control's range, then
+    by the registry's parse, as every boundary's are; a UserError says which is wrong.
     check_method=False: a query-aware baseline that cannot run here is no error (the page's
     own requests: one queued behind a method change may carry the new method)."""
     choices = session.root_choices if session else DEFAULT_ROOTS
@@ -56,6 +58,10 @@ def controls_from(session: Session | None, mode: str, tau_s, tau_t, temporal, bu
                         merge_layer=int(check_number("Merge layer", layer, 0, top_layer,
                                                      whole=True)),
                         method=_choice("Method", method, METHOD_MENU))
+    try:  # the sliders' ranges are checked above; the method's own rules by the one parse
+        controls.parsed
+    except ReductionError as err:
+        raise UserError(f"{err}.") from err
     if check_method:
         _check_method(controls, session)
     return controls

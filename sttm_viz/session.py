@@ -18,6 +18,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from numbers import Real
 from pathlib import Path
 
@@ -27,10 +28,11 @@ from sttm_core import OFF, STTMConfig, VideoTokenMerger
 from sttm_core.evidence import MergeEvidence, merge_evidence
 from sttm_core.examples import examples_dir
 from sttm_core.merge import MergeResult
-from sttm_core.methods import reduce_tokens
+from sttm_core.methods import parse, reduce_tokens
 from sttm_core.models.registry import paper_presets
 from sttm_core.pixels import pixel_patch_features
 from sttm_core.qa import MAX_QUESTION_CHARS
+from sttm_core.reduction import Reduction
 from sttm_core.video import VideoClip, VideoError, load_video
 
 log = logging.getLogger(__name__)
@@ -307,14 +309,26 @@ class Controls:
 
     @property
     def config(self) -> STTMConfig:
+        return STTMConfig.of(*self.parsed, merge_layer=self.merge_layer)
+
+    @cached_property
+    def parsed(self) -> tuple[str, Reduction]:
+        """(method, its record): the controls' reduction values checked by the registry's one
+        parse (sttm_core.methods.parse: a ReductionError, which controls_from shows as a
+        UserError), once per Controls."""
+        method, values = self.reduction
+        return method, parse(method, **values)
+
+    @property
+    def reduction(self) -> tuple[str, dict]:
+        """(method, its values under the controls' names) for `parse`."""
         if not self.uses_budget:
-            return STTMConfig(self.tau_s, self.tau_t if self.temporal else OFF,
-                              self.root_level, self.merge_layer)
+            return "sttm", dict(tau_s=self.tau_s, tau_t=self.tau_t if self.temporal else OFF,
+                                root_level=self.root_level)
         method = self.method
         if method == "sttm":  # at the budget: with temporal merging off, space takes all of it
             method = "sttm_budget" if self.temporal else "spatial_only"
-        return STTMConfig(root_level=self.root_level, merge_layer=self.merge_layer,
-                          method=method, keep_ratio=self.budget)
+        return method, dict(budget=self.budget, root_level=self.root_level)
 
 
 @dataclass

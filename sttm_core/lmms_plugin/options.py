@@ -12,11 +12,10 @@ from numbers import Real
 
 from ..config import STTMConfig
 from ..merge import OFF
-from ..methods import METHODS
+from ..methods import parse, registered
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 OFF_WORDS = ("none", "off")
-DEFAULT_TAU = {"tau_s": STTMConfig.spatial_threshold, "tau_t": STTMConfig.temporal_threshold}
 KNOWN = ("pretrained", "method", "tau_s", "tau_t", "keep_ratio", "root_level", "merge_layer",
          "position_rule", "temporal_mode",
          "num_frames", "max_pixels", "max_new_tokens", "device", "dtype", "attn_implementation",
@@ -71,37 +70,28 @@ def parse_model_args(args: dict) -> PluginSettings:
 
 def reduction_config(args: dict) -> STTMConfig:
     """The STTMConfig of model_args. method defaults to "sttm", or to "sttm_budget" when a
-    keep_ratio is given; thresholds go with "sttm" only, a keep_ratio with budget methods only."""
+    keep_ratio is given. The reduction's values (tau_s, tau_t, keep_ratio, root_level,
+    temporal_mode) are turned from lmms-eval's text into numbers here and checked by the
+    registry's one parse (sttm_core.methods.parse): thresholds go with "sttm" only, a
+    keep_ratio with budget methods only."""
     method = args.get("method") or ("sttm_budget" if args.get("keep_ratio") is not None
                                     else "sttm")
-    if method not in METHODS:
-        raise ValueError(f"method={method!r} is not one of {', '.join(METHODS)}")
-    takes = METHODS[method].takes
-    taus = [name for name in DEFAULT_TAU if name in args]
-    if taus and takes != "thresholds":
-        what = "keeps a token budget (keep_ratio)" if takes == "budget" else "merges nothing"
-        raise ValueError(f"method={method} {what}; it takes no {' / '.join(taus)}")
-    thresholds = {name: _threshold(name, args.get(name, default))
-                  for name, default in DEFAULT_TAU.items()}
-    keep_ratio = args.get("keep_ratio")
-    return STTMConfig(spatial_threshold=thresholds["tau_s"],
-                      temporal_threshold=thresholds["tau_t"],
-                      root_level=_int("root_level", args.get("root_level", 1)),
-                      merge_layer=_int("merge_layer", args.get("merge_layer", 2)),
-                      method=method,
-                      keep_ratio=None if keep_ratio is None else _number(keep_ratio, "keep_ratio"),
-                      position_rule=args.get("position_rule"),  # checked by STTMConfig
-                      temporal_mode=str(args.get("temporal_mode", "official")))
+    merge_layer = _int("merge_layer", args.get("merge_layer", 2))
+    values = {name: READ[name](name, args[name]) for name in READ if name in args}
+    if registered(method).takes == "budget":
+        values.setdefault("keep_ratio", None)  # missing: parse says a budget method needs it
+    return STTMConfig.of(method, parse(method, **values), merge_layer=merge_layer,
+                         position_rule=args.get("position_rule"))  # checked by STTMConfig
 
 
 def _threshold(name: str, value) -> float | None:
     """A tau value: a number, or "none" / "off" (lmms-eval leaves those as strings) for OFF."""
     if value is OFF or (isinstance(value, str) and value.strip().lower() in OFF_WORDS):
         return OFF
-    return _number(value, name)
+    return _number(name, value)
 
 
-def _number(value, name: str) -> float:
+def _number(name: str, value) -> float:
     if isinstance(value, Real) and not isinstance(value, bool):
         return value
     try:
@@ -112,7 +102,7 @@ def _number(value, name: str) -> float:
 
 def _int(name: str, value) -> int:
     """An integer from what lmms-eval gives: 2, "2", or -1.0 (how it reads "-1")."""
-    number = _number(value, name)
+    number = _number(name, value)
     if float(number).is_integer():
         return int(number)
     raise ValueError(f"{name}={value!r} is not an integer")
@@ -123,3 +113,9 @@ def _positive_int(name: str, value) -> int:
     if number < 1:
         raise ValueError(f"{name}={value!r} must be >= 1")
     return number
+
+
+# the reduction's model_args as lmms-eval gives them -> the values `parse` takes
+READ = {"tau_s": _threshold, "tau_t": _threshold, "root_level": _int,
+        "keep_ratio": lambda name, value: None if value is None else _number(name, value),
+        "temporal_mode": lambda name, value: str(value)}

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from itertools import product
 from pathlib import Path
 
-from ..config import POSITION_RULES, STTMConfig
+from ..config import POSITION_RULES
 from ..methods import METHODS
 from ..qa import QAError
 from ..temporal import TEMPORAL_MODES
+from .plan import Setting, plan_settings
 from .report import format_table
 from .runner import run
 from .tables import NEEDS_MODEL, TABLES, format_paper_table, run_table
@@ -127,8 +127,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _check_args(parser, args) -> None:
-    if any(not 0 < b <= 1 for b in args.budgets):
-        parser.error(f"--budgets must be in (0, 1], got {args.budgets}")
     if args.frames < 1 or (args.limit is not None and args.limit < 1):
         parser.error("--frames and --limit must be >= 1")
     if args.paper_table in NEEDS_MODEL and args.features == "pixel":
@@ -139,9 +137,13 @@ def _check_args(parser, args) -> None:
     at_budget = [m for m in args.methods if m in BUDGET_METHODS]
     if at_budget and not args.budgets:
         parser.error(f"{', '.join(at_budget)} run at token budgets: give --budgets")
-    try:  # thresholds out of range fail here, not after the model has loaded
-        for s, t in product(args.tau_s, args.tau_t):
-            STTMConfig(s, t, args.root_level, args.merge_layer)
+    # the plan's settings (and each budget, which the paper tables use too) through the one
+    # parse: a value out of range fails here, not after the model has loaded
+    settings = plan_settings(args.methods, args.tau_s, args.tau_t, args.budgets, reference=False)
+    settings += [Setting("sttm_budget", budget=b) for b in args.budgets]
+    try:
+        for setting in settings:
+            setting.config(args.root_level, args.merge_layer, args.temporal_mode)
     except ValueError as err:
         parser.error(str(err))
 

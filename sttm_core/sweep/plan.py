@@ -8,7 +8,7 @@ from itertools import product
 from pathlib import Path
 
 from ..config import STTMConfig
-from ..methods import METHODS
+from ..methods import METHODS, parse, registered
 from ..qa import QAError, QAItem
 from .results import done_cells, fmt
 
@@ -41,14 +41,14 @@ class Setting:
             return f"{name} τS {self.tau_s:g} τT {tau_t}"
         return name if self.budget is None else f"{name} {self.budget:.0%}"
 
-    def config(self, root_level: int, merge_layer: int, **options) -> STTMConfig:
-        """options: other STTMConfig fields the whole sweep shares (temporal_mode,
-        position_rule)."""
-        if self.is_grid:
-            return STTMConfig(self.tau_s, self.tau_t, root_level, merge_layer, self.method,
-                              **options)
-        return STTMConfig(root_level=root_level, merge_layer=merge_layer, method=self.method,
-                          keep_ratio=self.budget, **options)
+    def config(self, root_level: int, merge_layer: int, temporal_mode: str = "official",
+               **where) -> STTMConfig:
+        """root_level, temporal_mode: the sweep's, for the methods that read them; where:
+        other STTMConfig fields the whole sweep shares (position_rule)."""
+        own = dict(tau_s=self.tau_s, tau_t=self.tau_t) if self.is_grid else dict(budget=self.budget)
+        shared = registered(self.method).reads(root_level=root_level, temporal_mode=temporal_mode)
+        return STTMConfig.of(self.method, parse(self.method, **own, **shared),
+                             merge_layer=merge_layer, **where)
 
 
 def plan_settings(methods, tau_s, tau_t, budgets, reference: bool) -> list[Setting]:
