@@ -245,3 +245,13 @@ def _root_level(merger: VideoTokenMerger, p: Thresholds | Budget | RootGrid) -> 
     log.info("root_level=%d: a %dx%d grid has %d levels; starting from its finest",
              p.root_level, *merger.level_sizes[-1], levels)
     return levels - 1
+
+
+def methods_table() -> str:
+    """The registry as the README's Markdown table (tests/test_toy_baseline.py checks the README
+    holds it)."""
+    rows = [f"| `{m.name}` | {m.label} | {m.takes} | {'yes' if m.query_aware else 'no'} | "
+            f"{m.summary} |" for m in METHODS.values()]
+    return "\n".join(["| method | label | takes | query-aware | what it does |",
+                      "|---|---|---|---|---|", *rows])
+
