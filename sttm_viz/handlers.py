@@ -68,25 +68,26 @@ def controls_from(session: Session | None, mode: str, tau_s, tau_t, temporal, bu
 
 
 def _check_method(controls: Controls, session: Session | None) -> None:
-    """A query-aware baseline (FastV) ranks tokens by the question's attention inside the
-    model: without one it cannot run, and it needs a layer before the merge layer."""
+    """Raise the reason a method cannot run here as a UserError (see _why_not)."""
+    why = _why_not(controls, session)
+    if why:
+        raise UserError(why)
+
+
+def _why_not(controls: Controls, session: Session | None) -> str:
+    """Why a query-aware baseline (FastV, FrameFusion) cannot run here ("": it can): it ranks
+    tokens by the question's attention inside the model, at the layer before the merge layer.
+    Load and chat say it as an error; the page's own token requests get no tokens (it says why)."""
     method = METHODS[controls.method]
     if not method.query_aware:
-        return
+        return ""
     if session is not None and not session.engine.has_model:
-        raise UserError(f"{method.label} needs a model: it keeps the tokens a question attends "
-                        f"to inside the model. {session.engine.why_no_model}")
+        return (f"{method.label} needs a model: it keeps the tokens a question attends to "
+                f"inside the model. {session.engine.why_no_model}")
     if controls.merge_layer < 1:
-        raise UserError(f"{method.label} ranks tokens by the attention of the layer before the "
-                        "merge layer: set the merge layer to 1 or more.")
-
-
-def _cannot_ask(controls: Controls, session: Session) -> bool:
-    """A query-aware baseline that cannot run here (no model, or no layer before the merge
-    layer): it has no tokens to send (the page says why); load and chat say it as an error."""
-    if not METHODS[controls.method].query_aware:
-        return False
-    return not session.engine.has_model or controls.merge_layer < 1
+        return (f"{method.label} ranks tokens by the attention of the layer before the merge "
+                "layer: set the merge layer to 1 or more.")
+    return ""
 
 
 _GRID = re.compile(r"\s*(\d{1,5})\s*[×xX]\s*(\d{1,5})\s*")
@@ -156,7 +157,7 @@ def sync(session: Session, controls: Controls) -> dict:
     if rule and controls.uses_budget:  # STTM's merge at the budget: the page needs its table
         root = min(controls.root_level, levels - 1) if rule.quadtree else levels - 1
         message["tables"].append(session.budget_table(root, rule.in_time(controls.temporal)))
-    elif method in SERVER_METHODS and not _cannot_ask(controls, session):
+    elif method in SERVER_METHODS and not _why_not(controls, session):
         result = session.reduce(controls)
         if result is not None:
             message["tokens"] = dict(tokens_json(result), budget=controls.budget)

@@ -234,10 +234,11 @@ class Engine:
         return guide.PRESET_NOTE.format(
             model=paper_presets(self.loaded.adapter if self.loaded else None)[0])
 
-    @property
+    @cached_property
     def answer_caveat(self) -> str:
         """A warning for every answer of a model whose answers mean nothing (random weights, or
-        too small to read a video); "" for a real model or none."""
+        too small to read a video); "" for a real model or none. Worked out once: it goes
+        under every answer."""
         if not self.loaded:
             return ""
         from sttm_core.models.checkpoints import has_random_weights

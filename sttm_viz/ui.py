@@ -155,10 +155,14 @@ def _model_tabs(c: dict, engine: Engine) -> None:
     live = engine.has_model
     why = "" if live else f"*Needs a model — {engine.why_no_model}*"
     caveat = engine.answer_caveat  # random weights or a tiny model: said above every answer
+
+    def heading():  # each tab's first lines: why it is empty, what its answers are worth
+        gr.Markdown(why, visible=not live)
+        gr.Markdown(f"*{caveat}*", visible=bool(caveat), elem_classes="sttm-caveat")
+
     with gr.Tabs():
         with gr.Tab("Chat"):
-            gr.Markdown(why, visible=not live)
-            gr.Markdown(f"*{caveat}*", visible=bool(caveat), elem_classes="sttm-caveat")
+            heading()
             c["chat"] = gr.Chatbot(label="Chat with the video", height=320, visible=live,
                                    elem_id="sttm-chat")
             with gr.Row(visible=live):
@@ -171,14 +175,12 @@ def _model_tabs(c: dict, engine: Engine) -> None:
                                              "video prefix; same answer = same option, parsed "
                                              "as in scoring)")
         with gr.Tab("Time to first token"):
-            gr.Markdown(why, visible=not live)
-            gr.Markdown(f"*{caveat}*", visible=bool(caveat), elem_classes="sttm-caveat")
+            heading()
             c["measure"] = gr.Button("Measure TTFT: all tokens vs the current setting",
                                      visible=live)
             c["ttft"] = gr.Markdown()
         with gr.Tab("QA accuracy"):
-            gr.Markdown(why, visible=not live)
-            gr.Markdown(f"*{caveat}*", visible=bool(caveat), elem_classes="sttm-caveat")
+            heading()
             c["qa_info"] = gr.Markdown()
             c["qa_file"] = gr.File(label="QA set (JSON / JSONL / CSV)", visible=live,
                                    file_types=[".json", ".jsonl", ".csv"])
