@@ -9,10 +9,11 @@ sttm_viz.guide and the method menu, as JSON), the page's scripts and style copie
 sttm_viz/web, and a README.md with a static Space's front matter.
 
 OUT_DIR/
-  index.html  README.md  web/{unionfind,merge,draw,app,lab,plots,static}.js  web/lab.css
+  index.html  README.md  web/{unionfind,merge,words,draw,app,lab,plots,static}.js  web/lab.css
   videos/<name>/payload.json   video_payload(...) with frames as file paths, id = <name>
   videos/<name>/tables.json    {"video": <name>, "tables": [budget_table, ...], "tokens": null}
-  videos/<name>/uniform.json   {"video", "budgets": [B], "set": [B] index into "sets": [tokens_json]}
+  videos/<name>/<baseline>.json  (EXPORTED_BASELINES: uniform) {"video", "budgets": [B], "set": [B]
+                               index into "sets": [tokens_json]}
   videos/<name>/frame_000.jpg  one per token frame, the same JPEG bytes the app sends
 
 Any static file server serves it; the page's bridge (web/static.js) plays Gradio's role.
@@ -34,18 +35,22 @@ from pathlib import Path
 
 from sttm_core.methods import METHODS
 
+from .protocol import METHOD_MENU
+
 log = logging.getLogger(__name__)
 
 DEFAULT_FRAMES = 16       # the app's default frames per video
 DEFAULT_LAYER = 2         # the paper's merge layer
-STATIC_FILES = ["static.js"]   # the static page's own bridge, after the app's scripts
-# methods the static page cannot show: query-aware ones need a model and a question; the
-# paper's other baselines would need their tokens at every budget exported (uniform's are)
-SERVER_ONLY = {m.name: "needs a model and a question" if m.query_aware else
+STATIC_FILES = ["static.js"]   # the static page's entry module and bridge (imports the others)
+# the server-made baselines an export carries, their tokens at every budget of the slider
+# (<method>.json per video; the page finds them under the video's `served`)
+EXPORTED_BASELINES = ("uniform",)
+# the menu's methods the static page cannot show: query-aware ones need a model and a question;
+# the paper's other baselines would need their tokens at every budget exported
+SERVER_ONLY = {name: "needs a model and a question" if METHODS[name].query_aware else
                "its tokens come from a server (only uniform pooling's are exported)"
-               for m in METHODS.values()
-               if m.takes == "budget" and m.name not in ("sttm_budget", "uniform", "spatial_only",
-                                                         "temporal_only")}
+               for name in METHOD_MENU.values()
+               if not METHODS[name].thresholded and name not in EXPORTED_BASELINES}
 
 
 @dataclass
@@ -163,7 +168,8 @@ def _export_video(engine, name: str, title: str, path: Path, frames: int, layer:
     payload["frames"] = _write_frames(payload["frames"], folder, f"videos/{name}")
     _write_json(folder / "payload.json", payload)
     _write_json(folder / "tables.json", {"video": name, "tables": _tables(session), "tokens": None})
-    _write_json(folder / "uniform.json", {"video": name, **_uniform(session)})
+    for method in EXPORTED_BASELINES:
+        _write_json(folder / f"{method}.json", {"video": name, **_served(session, method)})
     size = sum(f.stat().st_size for f in folder.iterdir())
     log.info("%s: %d token frames, %.0f kB", name, len(video.frames), size / 1e3)
     return Exported(name, title, len(video.frames), size)
@@ -189,15 +195,15 @@ def _tables(session) -> list[dict]:
                 for root in range(levels) for temporal in (True, False)]
 
 
-def _uniform(session) -> dict:
-    """The uniform-pooling baseline's tokens at every budget of the slider (session.reduce, as
-    handlers.sync sends them), each distinct token set once (a few dozen grids, not 96)."""
+def _served(session, method: str) -> dict:
+    """A baseline's tokens at every budget of the slider (session.reduce, as handlers.sync
+    sends them), each distinct token set once (uniform pooling: a few dozen grids, not 96)."""
     from .payload import BUDGETS, tokens_json
     from .session import Controls
 
     sets, index, seen = [], [], {}
     for budget in BUDGETS:
-        tokens = tokens_json(session.reduce(Controls(method="uniform", budget=budget)))
+        tokens = tokens_json(session.reduce(Controls(method=method, budget=budget)))
         key = json.dumps(tokens)
         if key not in seen:
             seen[key] = len(sets)
@@ -236,8 +242,7 @@ def _write_site(out: Path, engine, done: list[Exported], frames: int) -> None:
     config = page_config(engine, done, frames)
     text = json.dumps(config, ensure_ascii=False).replace("</", "<\\/")
     template = (web / "static.html").read_text(encoding="utf-8")
-    scripts = "\n".join(f'<script src="web/{name}"></script>'
-                        for name in [*WEB_FILES, *STATIC_FILES])
+    scripts = "\n".join(f'<script type="module" src="web/{name}"></script>' for name in STATIC_FILES)
     page = (template.replace("__TITLE__", html.escape(f"{config['title']} — static lab"))
             .replace("__CONFIG__", text).replace("__SCRIPTS__", scripts))
     (out / "index.html").write_text(page, encoding="utf-8")
@@ -247,7 +252,7 @@ def _write_site(out: Path, engine, done: list[Exported], frames: int) -> None:
 def page_config(engine, done: list[Exported], frames: int) -> dict:
     """Everything the static page shows in words, from Python (guide, the method menu)."""
     from . import guide
-    from .protocol import METHOD_MENU, page_protocol
+    from .protocol import page_protocol
 
     why = ("this is a static export (no server): run `sttm-studio` with a model for it"
            if not engine.has_model else
@@ -261,7 +266,8 @@ def page_config(engine, done: list[Exported], frames: int) -> dict:
                            for label, name in METHOD_MENU.items() if name in SERVER_ONLY},
         "videos": [{"name": v.name, "title": v.title, "payload": f"videos/{v.name}/payload.json",
                     "tables": f"videos/{v.name}/tables.json",
-                    "uniform": f"videos/{v.name}/uniform.json"} for v in done],
+                    "served": {m: f"videos/{v.name}/{m}.json" for m in EXPORTED_BASELINES}}
+                   for v in done],
         "model_panels": {name: f"{name} needs a model — {why}."
                          for name in ("Chat", "Time to first token", "QA accuracy")},
         "fixed": f"{frames} frames per video and the features were fixed when this lab was "

@@ -8,17 +8,21 @@ controls (tauS, tauT, their histograms, root grid, thresholds/budget) beside it;
 folds away (your own video, frames, method, merge layer) and the model's tabs (chat, TTFT, QA).
 
 Events: moving a control runs JavaScript only (the page re-merges from the video's evidence in
-a few ms, sttm_viz/web/app.js); the server is asked only for what the page cannot compute (a
+a few ms, sttm_viz/web/app.js), through the page's one bridge (web/gradio.js), which addresses
+the controls by their protocol names (`page_js`); the server is asked only for what the page
+cannot compute (a
 video's evidence, budget tables, baselines' tokens) and for the model's work, which all
 sessions share through ONE queue (concurrency_id "model", one at a time).
 """
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import math
 import re
 from importlib import resources
+from pathlib import Path
 from numbers import Real
 
 import gradio as gr
@@ -27,7 +31,7 @@ from sttm_core.qa import MAX_QUESTION_CHARS
 
 from . import guide, handlers
 from .gpu import in_worker, zero_gpu
-from .protocol import BUDGET_RANGE, DEFAULTS, METHOD_MENU, ROOT_GRIDS, TAU_RANGE, page_protocol
+from .protocol import CONTROLS as PAGE_CONTROLS, page_protocol
 from .session import Engine, Session, UserError, short_repr
 
 log = logging.getLogger(__name__)
@@ -40,17 +44,35 @@ MODEL_QUEUE = dict(concurrency_id="model", concurrency_limit=1)
 # the page's own requests (budget tables, baselines' tokens): no model, several at a time
 QUIET = dict(show_progress="hidden", trigger_mode="always_last", queue=True,
              concurrency_id="page", concurrency_limit=4)
-WEB_FILES = ["unionfind.js", "merge.js", "draw.js", "app.js", "lab.js", "plots.js"]
-CONTROLS = ["mode", "tau_s", "tau_t", "temporal", "budget", "root", "layer", "method"]
+# the page's ES modules (sttm_viz/web), imported from the entry of each page: gradio.js here,
+# static.js in the static export
+WEB_FILES = ["unionfind.js", "merge.js", "words.js", "draw.js", "app.js", "lab.js", "plots.js",
+             "package.json"]  # package.json: Node reads the files as modules (the tests)
+# the controls every handler receives, in its order (sttm_viz.handlers.controls_from)
+CONTROLS = ["mode", "tauS", "tauT", "temporal", "budget", "root", "layer", "method"]
 
+
+def web_dir() -> Path:
+    return Path(str(resources.files("sttm_viz") / "web"))
 
 
 def page_head() -> str:
-    """The page's stylesheet and scripts (sttm_viz/web), inlined into the document head."""
-    web = resources.files("sttm_viz") / "web"
-    css = (web / "lab.css").read_text(encoding="utf-8")
-    scripts = "\n".join((web / name).read_text(encoding="utf-8") for name in WEB_FILES)
-    return f"<style>{css}</style>\n<script>{scripts}</script>"
+    """The page's stylesheet and its bridge module (sttm_viz/web), served as files by Gradio.
+    Gradio's head loader drops a script's type="module"; an inline script imports the module
+    instead (relative to the page, so the app may sit under a path prefix)."""
+    web = web_dir()
+    gr.set_static_paths([web])
+    url = f"gradio_api/file={web.as_posix()}"
+    return (f'<link rel="stylesheet" href="{url}/lab.css">\n'
+            f'<script>window.sttmPage = window.sttmPage || import("./{url}/gradio.js");</script>')
+
+
+def page_js(action: str, inputs=(), outputs=(), **fixed) -> str:
+    """An event the page answers by itself: the bridge (web/gradio.js) calls app[action] with
+    the named controls' values (and `fixed`), and returns its updates for the named outputs."""
+    args = ", ".join(json.dumps(x, ensure_ascii=False) for x in (action, list(inputs)))
+    rest = ", ".join(json.dumps(x, ensure_ascii=False) for x in (list(outputs), fixed))
+    return f"(...values) => STTM.send({args}, values, {rest})"
 
 
 def build_demo(engine: Engine, *, default_frames: int = 16, gpu="spaces") -> gr.Blocks:
@@ -69,8 +91,6 @@ def build_demo(engine: Engine, *, default_frames: int = 16, gpu="spaces") -> gr.
     first = next(iter(examples.values()), None)
     if engine.has_model and not _on_cuda(engine):
         first = None
-    settings = DEFAULTS
-
     with _Blocks(title=guide.TITLE) as demo:
         demo.session_capacity = GRADIO_SESSIONS_PER_SESSION * engine.max_sessions
         state = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=engine.forget)
@@ -84,31 +104,20 @@ def build_demo(engine: Engine, *, default_frames: int = 16, gpu="spaces") -> gr.
             with gr.Column(scale=3, min_width=640, elem_id="sttm-lab-col"):
                 c["lab"] = gr.HTML(
                     None, html_template="<div class='sttm-root'></div>", head=head,
-                    js_on_load="STTM.mountLab(element, props); watch('value', () => STTM.app.load(props.value));"
-                               " if (props.value) STTM.app.load(props.value);",
+                    js_on_load=_when_loaded("STTM.mountLab(element, props, watch);"),
                     elem_id="sttm-lab", apply_default_css=False,
                     protocol=page_protocol(engine.presets))
             with gr.Column(scale=1, min_width=380, elem_id="sttm-controls"):
-                c["mode"] = gr.Radio(list(guide.MODES), value=settings["mode"], label="Mode",
-                                     show_label=False, elem_id="sttm-mode")
-                c["budget"] = gr.Slider(*BUDGET_RANGE, value=settings["budget"], step=0.01,
-                                        label="Token budget (share kept)",
-                                        info=guide.HELP["budget"], visible=False,
-                                        elem_id="sttm-budget")
+                c["mode"] = _control("mode", show_label=False)
+                c["budget"] = _control("budget", visible=False)
                 with gr.Group():
-                    c["tau_s"] = gr.Slider(*TAU_RANGE, value=settings["tauS"], step=0.01,
-                                           label="τS — spatial threshold",
-                                           info=guide.HELP["tau_s"], elem_id="sttm-tau-s")
+                    c["tauS"] = _control("tauS")
                     _histogram("spatial")
                 with gr.Group():
-                    c["temporal"] = gr.Checkbox(settings["temporal"], label=guide.HELP["temporal"])
-                    c["tau_t"] = gr.Slider(*TAU_RANGE, value=settings["tauT"], step=0.01,
-                                           label="τT — temporal threshold",
-                                           info=guide.HELP["tau_t"], elem_id="sttm-tau-t")
+                    c["temporal"] = _control("temporal")
+                    c["tauT"] = _control("tauT")
                     _histogram("temporal")
-                c["root"] = gr.Radio(ROOT_GRIDS, value=settings["root"],
-                                     label="Root grid", info=guide.HELP["root"],
-                                     elem_id="sttm-root")
+                c["root"] = _control("root")
                 with gr.Row(elem_id="sttm-presets"):
                     presets = [gr.Button(name, size="sm") for name in engine.presets]
                 gr.Markdown(f"<small>{engine.preset_note}</small>", elem_id="sttm-preset-note")
@@ -122,9 +131,7 @@ def build_demo(engine: Engine, *, default_frames: int = 16, gpu="spaces") -> gr.
                     load_btn = gr.Button(guide.LOAD_LABEL, variant="primary",
                                          elem_id="sttm-load")
                     gr.Markdown(f"<small>{guide.LOAD_RULE}</small>", elem_id="sttm-load-rule")
-                    c["method"] = gr.Dropdown(list(METHOD_MENU), value=settings["method"],
-                                              label="Method",
-                                              info=guide.HELP["method"], elem_id="sttm-method")
+                    c["method"] = _control("method")
                     c["layer"] = gr.Slider(0, max(num_layers - 1, 1), value=min(2, num_layers - 1),
                                            step=1, label="Merge layer k", elem_id="sttm-layer",
                                            info=guide.HELP["layer"] if engine.has_model
@@ -132,11 +139,26 @@ def build_demo(engine: Engine, *, default_frames: int = 16, gpu="spaces") -> gr.
                                            interactive=engine.has_model)
         _model_tabs(c, engine)
         c["served"] = gr.HTML(None, visible="hidden", html_template="<div></div>",
-                              js_on_load=_when_loaded(
-                                  "STTM.app.requestServer = () => trigger('click');"
-                                  " watch('value', () => STTM.app.receive(props.value));"))
+                              js_on_load=_when_loaded("STTM.mountServer(trigger, props, watch);"))
         _wire(demo, c, state, engine, gpu, presets, load_btn, examples, first, default_frames)
     return demo
+
+
+# a page control as the protocol describes it (kind -> the Gradio component that shows it)
+_COMPONENTS = {
+    "slider": lambda spec, **kw: gr.Slider(spec["min"], spec["max"], step=spec["step"], **kw),
+    "radio": lambda spec, **kw: gr.Radio(spec["choices"], **kw),
+    "select": lambda spec, **kw: gr.Dropdown(spec["choices"], **kw),
+    "check": lambda spec, **kw: gr.Checkbox(**kw),
+}
+
+
+def _control(name: str, **options) -> gr.components.Component:
+    """The page control `name` (sttm_viz.protocol.CONTROLS: kind, label, help, range or
+    choices, default, page id); options: Gradio's own (visible, show_label)."""
+    spec = PAGE_CONTROLS[name]
+    return _COMPONENTS[spec["kind"]](spec, value=spec["default"], label=spec["label"],
+                                     info=spec["info"], elem_id=spec["elem_id"], **options)
 
 
 def _histogram(which: str) -> gr.HTML:
@@ -146,8 +168,8 @@ def _histogram(which: str) -> gr.HTML:
 
 
 def _when_loaded(code: str) -> str:
-    """js_on_load code that waits for the page's scripts (the lab's head carries them once)."""
-    return f"(function go() {{ if (window.STTM && STTM.mountLab) {{ {code} }} else setTimeout(go, 20); }})();"
+    """js_on_load code run once the page's bridge module is loaded (the lab's head imports it)."""
+    return f"(function go() {{ if (window.sttmPage) sttmPage.then(() => {{ {code} }}); else setTimeout(go, 20); }})();"
 
 
 def _model_tabs(c: dict, engine: Engine) -> None:
@@ -202,38 +224,37 @@ def _wire(demo, c, state, engine, gpu, presets, load_btn, examples, first, defau
     load_outputs = ("lab", "root", "qa_info", "chat", "ttft", "scores")
     load_fn = _examples_shared(engine, on_model(handlers.load, load_outputs),
                                _handler(engine, handlers.load, load_outputs))
-    done_loading = dict(fn=None, inputs=None, outputs=None,
-                        js="() => STTM.app.loading(null)")
+    done_loading = dict(fn=None, inputs=None, outputs=None, js="() => STTM.loading(null)")
     c["example"].select(None, c["example"], None,
-                       js="(name) => STTM.app.loading && STTM.app.loading(`Loading ${name}…`)")
+                       js="(name) => window.STTM && STTM.loading(`Loading ${name}…`)")
     c["example"].select(_from_example(load_fn, examples, engine),
                        [state, c["example"], c["frames"], *controls], out(*load_outputs),
                        show_progress="hidden", api_name="load_example", **MODEL_QUEUE
                        ).then(**done_loading)
     # an upload is what Load loads: the example box no longer names another video
     c["video"].upload(lambda: None, None, c["example"], queue=False, show_progress="hidden")
-    load_btn.click(None, None, None, js="() => STTM.app.loading('Loading the video…')")
+    load_btn.click(None, None, None, js="() => STTM.loading('Loading the video…')")
     load_btn.click(_upload_or_example(load_fn, examples, engine),
                    [state, c["video"], c["example"], c["frames"], *controls], out(*load_outputs),
                    show_progress="hidden", api_name="load", **MODEL_QUEUE).then(**done_loading)
 
-    # the page redraws by itself; no server call
-    c["tau_s"].change(None, c["tau_s"], None, js="(v) => { STTM.app.control({tauS: v}); }")
-    c["tau_t"].change(None, c["tau_t"], None, js="(v) => { STTM.app.control({tauT: v}); }")
-    c["root"].change(None, c["root"], None, js="(v) => { STTM.app.control({root: v}); }")
-    state_inputs = [c["mode"], c["method"], c["temporal"], c["budget"]]
-    state_outputs = [c["mode"], c["tau_s"], c["tau_t"], c["temporal"], c["budget"], c["root"]]
-    control_state = "(m, me, t, b) => STTM.app.controlState(m, me, t, b)"
-    for name in ("mode", "method", "temporal"):
-        c[name].change(None, state_inputs, state_outputs, js=control_state)
-    c["budget"].change(None, c["budget"], [c["tau_s"], c["tau_t"]],
-                       js="(b) => STTM.app.budgetMoved(b)")
-    c["served"].change(None, state_inputs, state_outputs, js=control_state)
-    for i, (tau_s, tau_t) in enumerate(engine.presets.values()):
-        presets[i].click(  # one re-merge; the four controls then follow (no-ops for the page)
-            None, None, [c["mode"], c["tau_s"], c["tau_t"], c["temporal"]],
-            js=f"() => {{ STTM.app.control({{mode: 'Thresholds', tauS: {tau_s}, tauT: {tau_t},"
-               f" temporal: true}}); return ['Thresholds', {tau_s}, {tau_t}, true]; }}")
+    # the page redraws by itself, no server call: each event names the controls it reads and
+    # the ones it updates (the bridge passes them to the page's action by these names)
+    def page(event, action: str, inputs=(), outputs=(), **fixed):
+        event(None, [c[n] for n in inputs], [c[n] for n in outputs],
+              js=page_js(action, inputs, outputs, **fixed))
+
+    for name in ("tauS", "tauT", "root"):
+        page(c[name].change, "control", [name])
+    state_inputs = ("mode", "method", "temporal", "budget")
+    state_outputs = ("mode", "tauS", "tauT", "temporal", "budget", "root")
+    for name in ("mode", "method", "temporal", "served"):
+        page(c[name].change, "controlState", state_inputs, state_outputs)
+    page(c["budget"].change, "budgetMoved", ["budget"], ["tauS", "tauT"])
+    for button, (tau_s, tau_t) in zip(presets, engine.presets.values()):
+        # one re-merge; the four controls then follow (no-ops for the page)
+        page(button.click, "preset", (), ("mode", "tauS", "tauT", "temporal"),
+             tauS=tau_s, tauT=tau_t)
 
     # ... and asks the server only for what it cannot compute: the page triggers this
     # a request queued behind a method change runs with the new method (always_last): a
@@ -245,7 +266,7 @@ def _wire(demo, c, state, engine, gpu, presets, load_btn, examples, first, defau
     # change, which also fires when the page mounts); a drag's many inputs run the model for
     # the last one only (always_last)
     c["layer"].input(None, c["layer"], None,
-                     js="(k) => STTM.app.loading(`Running the model up to layer ${k}…`)")
+                     js="(k) => STTM.loading(`Running the model up to layer ${k}…`)")
     c["layer"].input(on_model(handlers.change_layer, ("lab", "ttft", "scores")),
                      [state, *controls], out("lab", "ttft", "scores"),
                      show_progress="hidden", api_name="change_layer", trigger_mode="always_last",

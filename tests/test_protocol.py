@@ -3,26 +3,23 @@ only from it, so a method added to the registry reaches the page with no edit th
 refuses a protocol version it was not written for. Under Node (no browser), in the quick lane."""
 import json
 import re
-import subprocess
 
 import pytest
 
 from sttm_core.methods import METHODS
 from sttm_viz.protocol import METHOD_MENU, PROTOCOL_VERSION, page_protocol
-from support.node import NODE
+from support.node import run_node
 from support.page import WEB
 
 pytestmark = pytest.mark.core
-PAGE = ["merge.js", "unionfind.js", "draw.js", "app.js", "lab.js", "plots.js"]
+PAGE = sorted(p.name for p in WEB.glob("*.js"))  # every module of the page, both bridges
 
 
 def run_app(script: str, protocol: dict) -> str:
     """app.js under Node with `protocol` given to the page; script's stdout."""
-    code = (f"require({json.dumps(str(WEB / 'unionfind.js'))}); require({json.dumps(str(WEB / 'merge.js'))});"
-            f"require({json.dumps(str(WEB / 'app.js'))});\n"
-            "const protocol = JSON.parse(require('fs').readFileSync(0, 'utf8'));\n" + script)
-    done = subprocess.run([NODE, "-e", code], input=json.dumps(protocol), capture_output=True,
-                          text=True, timeout=60)
+    body = ("const protocol = JSON.parse((await import('node:fs')).readFileSync(0, 'utf8'));\n"
+            + script)
+    done = run_node(["app.js"], body, json.dumps(protocol), timeout=60)
     return done.stdout + done.stderr
 
 

@@ -1,4 +1,4 @@
-"""The page's JavaScript in the real Chromium: a blank page with sttm_viz/web/*.js loaded, to
+"""The page's JavaScript in the real Chromium: a blank page with sttm_viz/web's modules, to
 check what the app's page computes against sttm_core (Playwright, no server)."""
 import json
 import shutil
@@ -24,13 +24,29 @@ def chromium(viewport=(1400, 900)):
             browser.close()
 
 
-def script_page(browser, *scripts: str):
-    """A blank page with the named files of sttm_viz/web loaded (e.g. "merge.js")."""
+ORIGIN = "http://sttm.page"  # sttm_viz/web, served to the page by Playwright (no server)
+BLANK = "<!doctype html><html><body></body></html>"
+
+
+def script_page(browser, *modules: str):
+    """A blank page with the named ES modules of sttm_viz/web imported (e.g. "merge.js"), their
+    exports gathered on window.STTM (modules load over http: a file:// page may not import)."""
     page = browser.new_page()
-    page.set_content("<!doctype html><html><body></body></html>")
-    for name in scripts:
-        page.add_script_tag(path=str(WEB / name))
+    page.route(f"{ORIGIN}/**", _serve_web)
+    page.goto(f"{ORIGIN}/blank.html")
+    imports = "".join(f"Object.assign(window.STTM, await import('./{name}'));" for name in modules)
+    page.add_script_tag(content=f"window.STTM = {{}}; {imports} window.sttmImported = true;",
+                        type="module")
+    page.wait_for_function("window.sttmImported === true", timeout=30_000)
     return page
+
+
+def _serve_web(route):
+    name = route.request.url[len(ORIGIN) + 1:].split("?")[0]
+    if name == "blank.html":
+        route.fulfill(body=BLANK, content_type="text/html")
+    else:
+        route.fulfill(path=str(WEB / name), content_type="text/javascript")
 
 
 def merge_all(page, evidence: dict, settings: list) -> list[dict]:
