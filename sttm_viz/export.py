@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from sttm_core.methods import METHODS
+from sttm_core.methods import METHODS, parse
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ def _uniform(session) -> dict:
 
     sets, index, seen = [], [], {}
     for budget in BUDGETS:
-        tokens = tokens_json(session.reduce(Controls(method="uniform", budget=budget)))
+        tokens = tokens_json(session.reduce(Controls("uniform", parse("uniform", budget=budget))))
         key = json.dumps(tokens)
         if key not in seen:
             seen[key] = len(sets)
