@@ -8,15 +8,16 @@ sttm_core.reduction); the rest says where the reduction acts and how similaritie
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 
-from .methods import METHODS, registered
-from .reduction import OFF, Budget, Reduction, ReductionError, is_int
+from .methods import METHODS, Method, registered
+from .reduction import DOES, OFF, Budget, Reduction, ReductionError, Thresholds, is_int
 
 DECODE_POSITIONS = ("merged", "official")
 POSITION_RULES = ("reassign", "mean", "survivor")
 # the fields a method's record may read besides keep_ratio (its budget)
 REDUCTION_FIELDS = ("spatial_threshold", "temporal_threshold", "root_level", "temporal_mode")
+FIELD_OF = {"budget": "keep_ratio"}  # a record field -> the config field that mirrors it
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,12 @@ class STTMConfig:
     area_weighted: bool = False
     decode_positions: str = "merged"
     position_rule: str | None = None
-    # the method's own values above, parsed into its record (thresholds, budget, root grid)
-    reduction: Reduction = field(init=False, repr=False, compare=False)
+    # the method's own values above as its record (thresholds, budget, root grid): what the
+    # merge gets. Given by `of` (parsed already, held whole); else parsed from the fields
+    reduction: Reduction | None = field(default=None, kw_only=True, repr=False, compare=False)
 
     def __post_init__(self):
-        # only the fields the method reads: a budget method ignores the default thresholds
-        method = registered(self.method)
-        values = method.reads(**{name: getattr(self, name) for name in REDUCTION_FIELDS})
-        object.__setattr__(self, "reduction", method.parse(keep_ratio=self.keep_ratio, **values))
+        object.__setattr__(self, "reduction", self._record(registered(self.method)))
         if not is_int(self.merge_layer) or self.merge_layer < 0:
             raise ValueError(f"merge_layer must be a layer index >= 0, got {self.merge_layer!r}")
         if self.head_dim is not None and (not is_int(self.head_dim) or self.head_dim <= 0):
@@ -76,17 +75,35 @@ class STTMConfig:
             raise ValueError(f"method={self.method!r} ranks tokens by the attention of the layer "
                              "before merge_layer: merge_layer must be >= 1, got 0")
 
+    def _record(self, method: Method) -> Reduction:
+        """The method's record: the one given, when the fields mirror it (`of`: parsed
+        already, so taken whole); else the fields, parsed once (a record the fields no longer
+        mirror, e.g. after dataclasses.replace, is parsed anew from them)."""
+        given = self.reduction
+        if given is not None and type(given) is not method.record:
+            raise ReductionError(f"method={self.method!r} takes a {method.record.__name__} "
+                                 f"record, got {type(given).__name__}")
+        if given is not None and _mirror(given) == {n: getattr(self, n) for n in _mirror(given)}:
+            return given
+        self._check_unread(method)
+        values = method.reads(**{name: getattr(self, name) for name in REDUCTION_FIELDS})
+        return method.parse(keep_ratio=self.keep_ratio, **values)
+
+    def _check_unread(self, method: Method) -> None:
+        """A field the method does not read may only keep its default: a value given there
+        would be dropped without a word (e.g. a threshold with a budget method)."""
+        defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
+        for name in REDUCTION_FIELDS:
+            if name not in method.fields and getattr(self, name) != defaults[name]:
+                raise ReductionError(f"method={self.method!r} {DOES[method.takes]}; it takes "
+                                     f"no {name} (got {getattr(self, name)!r})")
+
     @classmethod
     def of(cls, method: str, reduction: Reduction, **where) -> "STTMConfig":
         """The config of `method` with a record from `methods.parse` and the other fields
-        (merge_layer, position_rule, ...) as keywords: how every boundary builds one."""
-        record = registered(method).record
-        if type(reduction) is not record:
-            raise ReductionError(f"method={method!r} takes a {record.__name__} record, got "
-                                 f"{type(reduction).__name__}")
-        values = {name: getattr(reduction, name) for name in record.__dataclass_fields__}
-        budget = values.pop("budget", None)
-        return cls(method=method, keep_ratio=budget, **values, **where)
+        (merge_layer, position_rule, ...) as keywords: how every boundary builds one. The
+        record is held as it is (config.reduction); the public fields mirror it."""
+        return cls(method=method, reduction=reduction, **_mirror(reduction), **where)
 
     @property
     def budget(self) -> float | None:
@@ -101,9 +118,9 @@ class STTMConfig:
 
     @property
     def merges_nothing(self) -> bool:
-        return self.method == "all" or (self.method == "sttm" and self.temporal_threshold is OFF
-                                        and (self.spatial_threshold is OFF
-                                             or self.spatial_threshold > 1))
+        p = self.reduction
+        return self.method == "all" or (isinstance(p, Thresholds) and p.temporal_threshold is OFF
+                                        and (p.spatial_threshold is OFF or p.spatial_threshold > 1))
 
     @property
     def keeps_positions(self) -> bool:
@@ -114,3 +131,8 @@ class STTMConfig:
     def query_aware(self) -> bool:
         """The reduction looks at the question, so a video prefix cannot be reused."""
         return METHODS[self.method].query_aware
+
+
+def _mirror(record: Reduction) -> dict:
+    """The config fields that mirror a record's, with its values ({"keep_ratio": 0.3, ...})."""
+    return {FIELD_OF.get(f.name, f.name): getattr(record, f.name) for f in fields(record)}

@@ -6,15 +6,18 @@ Imports torch only; runs on any device; outputs keep the input dtype, similariti
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from .quadtree import QuadtreePyramid, SpatialTokens, pyramid_sizes
-from .reduction import OFF, check_temporal_mode, check_threshold, is_int
+from .reduction import OFF, Thresholds, check_temporal_mode, check_threshold, is_int
 from .temporal import (TEMPORAL_MODES, candidate_pairs, group_labels, keep_every_frame,
                        merge_groups, pair_similarity)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -122,14 +125,34 @@ class VideoTokenMerger:
         check_threshold("temporal_threshold", temporal_threshold)
         check_temporal_mode(temporal_mode)
         root_level = check_root_level(root_level, self.pyramid.sizes)  # negative -> from the top
-        spatial = self.pyramid.tokens(self.pyramid.search(spatial_threshold, root_level))
-        if temporal_threshold is OFF:
+        return self.merge_at(Thresholds(spatial_threshold, temporal_threshold, root_level,
+                                        temporal_mode))
+
+    def merge_at(self, thresholds: Thresholds) -> MergeResult:
+        """Merge at a parsed record (sttm_core.methods.parse checked it): the entry the
+        registry's STTM takes, so the record reaches the search whole. A root level this
+        video's pyramid lacks starts from its finest level (see `usable_level`)."""
+        root_level = self.usable_level(thresholds.root_level)
+        spatial = self.pyramid.tokens(self.pyramid.search(thresholds.spatial_threshold,
+                                                          root_level))
+        if thresholds.temporal_threshold is OFF:
             label = torch.arange(len(spatial.boxes), device=spatial.boxes.device)
         else:
             label = self.temporal_labels(spatial, self.temporal_candidates(spatial),
-                                         temporal_threshold, temporal_mode)
-        return self.finish(spatial, label, spatial_threshold, temporal_threshold, root_level,
-                           temporal_mode)
+                                         thresholds.temporal_threshold, thresholds.temporal_mode)
+        return self.finish(spatial, label, thresholds.spatial_threshold,
+                           thresholds.temporal_threshold, root_level, thresholds.temporal_mode)
+
+    def usable_level(self, root_level: int) -> int:
+        """A record's root level as a level of this pyramid (>= 0), or its finest level when
+        the grid has too few (the result's root_level says which was used). Not an error:
+        root grids are per video, and a sweep or a page may carry one level to a smaller one."""
+        levels = self.num_levels
+        if -levels <= root_level < levels:
+            return int(root_level) % levels
+        log.info("root_level=%d: a %dx%d grid has %d levels; starting from its finest",
+                 root_level, *self.level_sizes[-1], levels)
+        return levels - 1
 
     def finish(self, spatial: SpatialTokens, label: Tensor, spatial_threshold: float | None,
                temporal_threshold: float | None, root_level: int,

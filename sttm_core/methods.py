@@ -14,7 +14,6 @@ of their own.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, fields, replace
 from typing import Callable
 
@@ -30,7 +29,6 @@ from .reduction import (ALIASES, DOES, RECORDS, Budget, Reduction, ReductionErro
                         Thresholds, check_value)
 from .tome import SNIPPET_FRAMES, tome
 
-log = logging.getLogger(__name__)
 
 TAKES = ("thresholds", "budget", "root", "nothing")
 
@@ -109,13 +107,12 @@ def _all_tokens(merger, p, attention):
 
 
 def _sttm(merger, p: Thresholds, attention):
-    return merger.merge(p.spatial_threshold, p.temporal_threshold, _root_level(merger, p),
-                        p.temporal_mode)
+    return merger.merge_at(p)  # the record whole: no field is unpacked on the way
 
 
 def _budget(temporal: bool, spatial: bool = True):
     def reduce(merger, p: Budget, attention):
-        root_level = _root_level(merger, p) if spatial else -1
+        root_level = merger.usable_level(p.root_level) if spatial else -1
         return thresholds_for_budget(merger, p.budget, root_level=root_level,
                                      temporal=temporal, temporal_mode=p.temporal_mode).result
     return reduce
@@ -135,7 +132,7 @@ def _fastv(merger, p: Budget, attention):
 def _root_pool(merger, p: RootGrid, attention):
     # every root node whole (tauS = -1 stops each one), nothing across frames: the frame
     # average-pooled to the root grid, a single granularity (the paper's Table 5)
-    return merger.merge(-1.0, OFF, _root_level(merger, p))
+    return merger.merge_at(Thresholds(-1.0, OFF, p.root_level))
 
 
 def _tome(method: str):
@@ -233,18 +230,6 @@ def reduce_tokens(features: Tensor | VideoTokenMerger, config, attention: Tensor
         keep_every_frame=keep_every_frame)
     result = METHODS[config.method].reduce(merger, config.reduction, attention)
     return replace(result, method=config.method)
-
-
-def _root_level(merger: VideoTokenMerger, p: Thresholds | Budget | RootGrid) -> int:
-    """The record's root level, or the finest level when this video's grid has too few levels
-    (the result's root_level says which level was used). Not an error: root grids are per
-    video, and a sweep or a page may carry one level to a smaller video."""
-    levels = merger.num_levels
-    if -levels <= p.root_level < levels:
-        return p.root_level
-    log.info("root_level=%d: a %dx%d grid has %d levels; starting from its finest",
-             p.root_level, *merger.level_sizes[-1], levels)
-    return levels - 1
 
 
 def methods_table() -> str:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from sttm_core.methods import METHODS
+from sttm_core.methods import METHODS, parse
 
 from .protocol import METHOD_MENU
 
@@ -203,7 +203,7 @@ def _served(session, method: str) -> dict:
 
     sets, index, seen = [], [], {}
     for budget in BUDGETS:
-        tokens = tokens_json(session.reduce(Controls(method=method, budget=budget)))
+        tokens = tokens_json(session.reduce(Controls(method, parse(method, budget=budget))))
         key = json.dumps(tokens)
         if key not in seen:
             seen[key] = len(sets)

@@ -18,8 +18,8 @@ from typing import Iterator
 
 import gradio as gr
 
-from sttm_core.methods import METHODS
-from sttm_core.reduction import ReductionError
+from sttm_core.methods import METHODS, parse
+from sttm_core.reduction import OFF, ReductionError
 
 from . import guide
 from .payload import tokens_json, video_payload
@@ -36,11 +36,38 @@ SERVER_METHODS = tuple(name for name in METHOD_MENU.values() if not METHODS[name
 
 def controls_from(session: Session | None, mode: str, tau_s, tau_t, temporal, budget, root: str,
                   layer, method: str, *, check_method: bool = True) -> Controls:
-    """The page's control values (labels as shown) as Controls for this session's video.
-    Each value is checked (an API call may send anything) against its control's range, then
-    by the registry's parse, as every boundary's are; a UserError says which is wrong.
-    check_method=False: a query-aware baseline that cannot run here is no error (the page's
-    own requests: one queued behind a method change may carry the new method)."""
+    """The page's control values (labels as shown) as Controls for this session's video: the
+    one boundary where the thresholds go by their controls' names (tau_s, tau_t). Each value
+    is checked (an API call may send anything) against its control's range, then parsed by the
+    registry into the method's record (Thresholds.spatial_threshold on); a UserError says
+    which is wrong. check_method=False: a query-aware baseline that cannot run here is no
+    error (the page's own requests: one queued behind a method change may carry the new one)."""
+    level = _root_level_of(session, root)
+    top_layer = max(session.engine.num_layers - 1, 1) if session else math.inf
+    mode = _choice("Mode", mode, guide.MODES)
+    tau_s, tau_t = check_number("τS", tau_s, *TAU_RANGE), check_number("τT", tau_t, *TAU_RANGE)
+    temporal = check_flag("Merge across frames", temporal)
+    budget = check_number("Token budget", budget, *BUDGET_RANGE)
+    merge_layer = int(check_number("Merge layer", layer, 0, top_layer, whole=True))
+    method = _choice("Method", method, METHOD_MENU)
+    if mode == "budget" or method != "sttm":
+        if method == "sttm":  # at the budget; with temporal merging off space takes all of it
+            method = "sttm_budget" if temporal else "spatial_only"
+        values = dict(budget=budget)
+    else:
+        values = dict(tau_s=tau_s, tau_t=tau_t if temporal else OFF)
+    try:  # the sliders' ranges are checked above; the method's own rules by the one parse
+        reduction = parse(method, root_level=level, **values)
+    except ReductionError as err:
+        raise UserError(f"{err}.") from err
+    controls = Controls(method, reduction, temporal, merge_layer)
+    if check_method:
+        _check_method(controls, session)
+    return controls
+
+
+def _root_level_of(session: Session | None, root) -> int:
+    """The root grid control's level for this session's video (see root_level)."""
     choices = session.root_choices if session else DEFAULT_ROOTS
     level = root_level(root, choices)
     if level is None:
@@ -48,23 +75,7 @@ def controls_from(session: Session | None, mode: str, tau_s, tau_t, temporal, bu
             raise UserError(f"Root grid must be a grid such as {choices[-1]} (this video's: "
                             f"{', '.join(choices)}; got {short_repr(root)}).")
         level = 1  # no video (yet, or any more): the default
-    top_layer = max(session.engine.num_layers - 1, 1) if session else math.inf
-    controls = Controls(mode=_choice("Mode", mode, guide.MODES),
-                        tau_s=check_number("τS", tau_s, *TAU_RANGE),
-                        tau_t=check_number("τT", tau_t, *TAU_RANGE),
-                        temporal=check_flag("Merge across frames", temporal),
-                        budget=check_number("Token budget", budget, *BUDGET_RANGE),
-                        root_level=level,
-                        merge_layer=int(check_number("Merge layer", layer, 0, top_layer,
-                                                     whole=True)),
-                        method=_choice("Method", method, METHOD_MENU))
-    try:  # the sliders' ranges are checked above; the method's own rules by the one parse
-        controls.parsed
-    except ReductionError as err:
-        raise UserError(f"{err}.") from err
-    if check_method:
-        _check_method(controls, session)
-    return controls
+    return level
 
 
 def _check_method(controls: Controls, session: Session | None) -> None:
@@ -160,7 +171,7 @@ def sync(session: Session, controls: Controls) -> dict:
     elif method in SERVER_METHODS and not _why_not(controls, session):
         result = session.reduce(controls)
         if result is not None:
-            message["tokens"] = dict(tokens_json(result), budget=controls.budget)
+            message["tokens"] = dict(tokens_json(result), budget=controls.reduction.budget)
     return {"served": message}
 
 
@@ -282,12 +293,13 @@ def describe(controls: Controls, session: Session | None = None) -> str:
     choices = session.root_choices if session else None
     grid = (choices[min(controls.root_level, len(choices) - 1)] if choices
             else f"level {controls.root_level}")
-    if controls.method != "sttm":
-        return f"{METHODS[controls.method].label} at {controls.budget:.0%}"
-    if controls.mode == "budget":
-        return f"STTM at a {controls.budget:.0%} budget (root {grid})"
-    tau_t = f"{controls.tau_t:.2f}" if controls.temporal else "off"
-    return f"STTM τS {controls.tau_s:.2f} · τT {tau_t} · root {grid}"
+    p = controls.reduction
+    if controls.method == "sttm_budget":
+        return f"STTM at a {p.budget:.0%} budget (root {grid})"
+    if controls.uses_budget:  # a baseline, or STTM at the budget in space only
+        return f"{METHODS[controls.method].label} at {p.budget:.0%}"
+    temporal = "off" if p.temporal_threshold is OFF else f"{p.temporal_threshold:.2f}"
+    return f"STTM τS {p.spatial_threshold:.2f} · τT {temporal} · root {grid}"
 
 
 def _cell(text: str) -> str:

@@ -24,15 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from sttm_core import OFF, STTMConfig, VideoTokenMerger
+from sttm_core import STTMConfig, VideoTokenMerger
 from sttm_core.evidence import MergeEvidence, merge_evidence
 from sttm_core.examples import examples_dir
 from sttm_core.merge import MergeResult
-from sttm_core.methods import parse, reduce_tokens
+from sttm_core.methods import reduce_tokens
 from sttm_core.models.registry import paper_presets
 from sttm_core.pixels import pixel_patch_features
 from sttm_core.qa import MAX_QUESTION_CHARS
-from sttm_core.reduction import Reduction
+from sttm_core.reduction import Budget, Reduction, Thresholds
 from sttm_core.video import VideoClip, VideoError, load_video
 
 log = logging.getLogger(__name__)
@@ -289,47 +289,30 @@ def _idle_beyond(registry: OrderedDict, limit: int, counts=lambda s: True) -> li
 
 @dataclass(frozen=True)
 class Controls:
-    """The page's controls, as every handler receives them. `config` is the one place they
-    become an STTMConfig.
+    """The page's controls, as every handler receives them: parsed once, at the boundary
+    (sttm_viz.handlers.controls_from), into the registry method they run and its record.
+    `config` hands that record on as it is.
 
-    mode "thresholds" (tauS, tauT by hand) or "budget" (a keep ratio; tauS and tauT chosen per
-    video); method: STTM or a baseline of sttm_core.methods, which always keeps the budget."""
+    method: a key of sttm_core.methods.METHODS ("sttm" at thresholds; at a budget STTM runs as
+    "sttm_budget", or "spatial_only" with the temporal switch off; or a baseline);
+    reduction: its record (sttm_core.reduction: Thresholds or Budget); temporal: the switch."""
 
-    mode: str = "thresholds"
-    tau_s: float = 0.8
-    tau_t: float = 0.6
-    temporal: bool = True
-    budget: float = 0.3
-    root_level: int = 1
-    merge_layer: int = 2
     method: str = "sttm"
+    reduction: Reduction = Thresholds()
+    temporal: bool = True
+    merge_layer: int = 2
 
     @property
     def uses_budget(self) -> bool:
-        return self.mode == "budget" or self.method != "sttm"
+        return isinstance(self.reduction, Budget)
+
+    @property
+    def root_level(self) -> int:
+        return self.reduction.root_level
 
     @property
     def config(self) -> STTMConfig:
-        return STTMConfig.of(*self.parsed, merge_layer=self.merge_layer)
-
-    @cached_property
-    def parsed(self) -> tuple[str, Reduction]:
-        """(method, its record): the controls' reduction values checked by the registry's one
-        parse (sttm_core.methods.parse: a ReductionError, which controls_from shows as a
-        UserError), once per Controls."""
-        method, values = self.reduction
-        return method, parse(method, **values)
-
-    @property
-    def reduction(self) -> tuple[str, dict]:
-        """(method, its values under the controls' names) for `parse`."""
-        if not self.uses_budget:
-            return "sttm", dict(tau_s=self.tau_s, tau_t=self.tau_t if self.temporal else OFF,
-                                root_level=self.root_level)
-        method = self.method
-        if method == "sttm":  # at the budget: with temporal merging off, space takes all of it
-            method = "sttm_budget" if self.temporal else "spatial_only"
-        return method, dict(budget=self.budget, root_level=self.root_level)
+        return STTMConfig.of(self.method, self.reduction, merge_layer=self.merge_layer)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from sttm_core import STTMConfig, VideoTokenMerger, thresholds_for_budget
 from sttm_core.evidence import merge_evidence
 from sttm_core.examples import examples_dir
 from sttm_core.pixels import pixel_patch_features
+from sttm_core.reduction import Thresholds
 from sttm_core.video import load_video
 from sttm_viz import handlers
 from sttm_viz.payload import BUDGETS, evidence_json
@@ -163,7 +164,7 @@ def test_every_control_is_checked(session, name, value, message):
     numpy = dict(values, tau_s=np.float32(0.5), tau_t=0.5, temporal=np.bool_(True),
                  budget=0.3, root="4×4", layer=np.int64(1), method="STTM", mode="Thresholds")
     assert handlers.controls_from(session, *numpy.values()) == handlers.Controls(  # numpy too
-        tau_s=0.5, tau_t=0.5, merge_layer=1)
+        reduction=Thresholds(0.5, 0.5), merge_layer=1)
 
 
 def test_a_failed_load_changes_nothing(session, monkeypatch):

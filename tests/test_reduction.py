@@ -2,7 +2,7 @@
 is named, and that the app, the sweeps and the lmms-eval plugin all go through the same parse."""
 import ast
 import math
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -56,6 +56,32 @@ def test_the_record_is_what_the_merge_gets():
     assert torch.equal(reduce_tokens(x, config).boxes, merge_video_tokens(x, 0.7, 0.5, 0).boxes)
     with pytest.raises(ReductionError, match="method='sttm' takes a Thresholds record, got Budget"):
         STTMConfig.of("sttm", Budget(0.3))
+
+
+def test_the_config_holds_the_record_it_is_given():
+    """One parse: the record a boundary made is the one the merge gets, not a copy re-parsed."""
+    record = parse("sttm", tau_s=0.7, tau_t=None, root_level=0)
+    config = STTMConfig.of("sttm", record, merge_layer=3)
+    assert config.reduction is record and config.spatial_threshold == 0.7
+    changed = replace(config, spatial_threshold=0.5)  # fields changed: parsed anew from them
+    assert changed.reduction == Thresholds(0.5, None, 0) and changed.merge_layer == 3
+
+
+@pytest.mark.parametrize("values, message", [
+    (dict(method="uniform", keep_ratio=0.3, spatial_threshold=-5),
+     r"^method='uniform' keeps a token budget; it takes no spatial_threshold \(got -5\)$"),
+    (dict(method="fastv", keep_ratio=0.3, temporal_threshold=None, merge_layer=1),
+     r"^method='fastv' keeps a token budget; it takes no temporal_threshold"),
+    (dict(method="all", root_level=0), r"^method='all' merges nothing; it takes no root_level"),
+    (dict(method="root_pool", temporal_mode="components"),
+     r"^method='root_pool' pools every frame .*; it takes no temporal_mode"),
+])
+def test_a_field_the_method_does_not_read_must_keep_its_default(values, message):
+    with pytest.raises(ReductionError, match=message):
+        STTMConfig(**values)
+    unread = {k: v for k, v in values.items() if k not in ("method", "keep_ratio", "merge_layer")}
+    defaults = {k: getattr(STTMConfig(), k) for k in unread}  # given as the default: accepted
+    STTMConfig(**{**values, **defaults})
 
 
 @pytest.mark.parametrize("method, values, message", [

@@ -5,12 +5,13 @@ import pytest
 
 from sttm_core.examples import examples_dir
 from sttm_core.models.checkpoints import load_model
+from sttm_core.reduction import Thresholds
 from sttm_viz.session import Controls, Engine, Session, UserError
 
 pytestmark = pytest.mark.model
 
 FRAMES = 4
-CONTROLS = Controls(tau_s=0.8, tau_t=0.6, root_level=0)
+CONTROLS = Controls(reduction=Thresholds(0.8, 0.6, root_level=0))
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from sttm_core import STTMConfig
 from sttm_core.chat import VideoChat
 from sttm_core.examples import examples_dir
 from sttm_core.models.checkpoints import load_model
+from sttm_core.reduction import Thresholds
 from sttm_viz import gpu, handlers
 from sttm_viz.session import Controls, Engine, Session
 
@@ -120,7 +121,7 @@ def test_a_session_pickles_without_model_locks_or_cuda(space):
     on the CPU (so the main process of a Space never holds a CUDA tensor)."""
     loaded, engine, _ = space
     session = Session(engine)
-    handlers.load(session, str(EXAMPLE), FRAMES, Controls(root_level=0))
+    handlers.load(session, str(EXAMPLE), FRAMES, Controls(reduction=Thresholds(root_level=0)))
     copy = pickle.loads(pickle.dumps(session))
     assert copy.engine is None and copy.video.id == session.video.id
     assert copy.chat.__dict__.get("loaded") is None
