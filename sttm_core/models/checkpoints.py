@@ -135,11 +135,6 @@ def _first_line(err: Exception) -> str:
 
 # --- random-weight checkpoints -------------------------------------------------------------------
 
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
-                  "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<image>", "<video>"]
-TOKEN_ID = {token: 256 + i for i, token in enumerate(SPECIAL_TOKENS)}
-
-
 def random_model(name: str, *, device: str | None = None, dtype=None,
                  num_layers: int | None = None, seed: int = 0,
                  attn_implementation: str = "sdpa") -> LoadedModel:
@@ -148,16 +143,18 @@ def random_model(name: str, *, device: str | None = None, dtype=None,
     from transformers import AutoModelForImageTextToText
 
     device, dtype = default_device_and_dtype(device, dtype)
+    family = architecture(name)[0]
+    token_id = special_token_ids(family)
     torch.manual_seed(seed)
     config, image_processor = random_config(name, num_layers)
     model = AutoModelForImageTextToText.from_config(config, dtype=dtype,
                                                     attn_implementation=attn_implementation)
-    model.generation_config.eos_token_id = TOKEN_ID["<|im_end|>"]
-    model.generation_config.pad_token_id = TOKEN_ID["<|endoftext|>"]
+    model.generation_config.eos_token_id = token_id[family.end_of_turn]
+    model.generation_config.pad_token_id = token_id[family.pad_token]
     model = model.to(device).eval()
     adapter = adapter_for(model)
     settings = adapter.preprocessing(image_processor, config)
-    return LoadedModel(model, _byte_tokenizer(), adapter, settings, name)
+    return LoadedModel(model, _byte_tokenizer(family), adapter, settings, name)
 
 
 def build_random_checkpoint(name: str, out_dir: str | Path, *, num_layers: int | None = None,
@@ -186,28 +183,35 @@ def random_config(name: str, num_layers: int | None = None):
     """(model config, image processor) of a named architecture; its text model shortened to
     `num_layers` if given."""
     family, spec = architecture(name)
+    token_id = special_token_ids(family)
     hidden, ffn, layers, heads, kv_heads, vocab, tied = spec["text"]
     text = dict(hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=num_layers or layers,
                 num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab,
                 tie_word_embeddings=tied, max_position_embeddings=32768,
-                eos_token_id=TOKEN_ID["<|im_end|>"], pad_token_id=TOKEN_ID["<|endoftext|>"],
+                eos_token_id=token_id[family.end_of_turn], pad_token_id=token_id[family.pad_token],
                 bos_token_id=None)
-    config, image_processor = family.random_config(spec, text, TOKEN_ID)
+    config, image_processor = family.random_config(spec, text, token_id)
     # saved with the checkpoint: an app can tell its answers are meaningless (RANDOM_WEIGHTS)
     setattr(config, RANDOM_WEIGHTS, True)
     return config, image_processor
 
 
-def _byte_tokenizer():
+def special_token_ids(family: type[VideoLLMAdapter]) -> dict[str, int]:
+    """Ids of the family's special tokens in its byte tokenizer: 256 on, in declared order."""
+    return {token: 256 + i for i, token in enumerate(family.special_tokens)}
+
+
+def _byte_tokenizer(family: type[VideoLLMAdapter]):
     """Byte-level BPE without merges (every UTF-8 byte a token, ids 0..255) + the special
-    tokens of the Qwen / LLaVA chat formats (ids 256..264)."""
+    tokens the family's prompts use (`special_token_ids`)."""
     from transformers import Qwen2Tokenizer
 
     vocab = {symbol: i for i, symbol in enumerate(_byte_symbols())}
-    vocab.update(TOKEN_ID)
-    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token="<|endoftext|>",
-                               eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
+    vocab.update(special_token_ids(family))
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=family.pad_token,
+                               eos_token=family.end_of_turn, pad_token=family.pad_token)
+    others = [token for token in family.special_tokens if token != family.pad_token]
+    tokenizer.add_special_tokens({"additional_special_tokens": others})
     return tokenizer
 
 

@@ -19,6 +19,7 @@ class LlavaOnevisionAdapter(VideoLLMAdapter):
     position_mode = "reindex"
     paper_thresholds = ((0.85, 0.65), (0.85, 0.55))  # LLaVA-OV-7B on VideoMME
     paper_model = "LLaVA-OneVision-7B"
+    special_tokens = VideoLLMAdapter.special_tokens + ("<image>", "<video>")
     # text: hidden, ffn, layers, heads, kv heads, vocab, tied embeddings
     architectures = {
         "llava-onevision-qwen2-0.5b-ov-hf": dict(

@@ -34,6 +34,8 @@ class Qwen2VLAdapter(VideoLLMAdapter):
     frames_per_token_frame = 2  # temporal patch size
     paper_thresholds = ((0.85, 0.60), (0.80, 0.60))  # Qwen2-VL-7B on VideoMME
     paper_model = "Qwen2-VL-7B"
+    special_tokens = VideoLLMAdapter.special_tokens + (
+        "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
     architectures = {
         "tiny-qwen2-vl": dict(
             text=(64, 128, 4, 4, 2, 272, False),
