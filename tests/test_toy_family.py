@@ -41,7 +41,7 @@ def test_registered_its_adapter_serves_it_everywhere(toy_registered):
     loaded = toy_model()
     assert type(loaded.adapter) is ToyAdapter
     # the runtime: the prompt is built from the family's chat facts
-    chat = VideoChat(loaded, STTMConfig(0.8, 0.6, 0, 2), num_frames=4, max_pixels=28 * 28 * 15)
+    chat = VideoChat(loaded.with_max_pixels(28 * 28 * 15), STTMConfig(0.8, 0.6, 0, 2), num_frames=4)
     chat.load_video(examples_dir() / "static.mp4")
     prompts = []  # what the model was given
     hook = loaded.model.register_forward_pre_hook(

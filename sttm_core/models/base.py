@@ -2,12 +2,13 @@
 
 An adapter answers, for one loaded model: where the decoder layers are, which tokens are video
 and on what grid (T, H, W) they lie, how positions work (1D RoPE re-indexed, or M-RoPE ids
-kept), how frames become pixel tensors and encoder outputs, how prompts become token ids and
-which special tokens they use, how token frames map to video frames, whether every token frame
-must keep a token (timestamps), what the language model adds to visual positions after its
-first layers (DeepStack), how to read the attention FastV ranks by, and how to build a
-random-weight model of the family. One file per family subclasses it; `registry.py` lists
-them. Nothing outside the adapters asks what kind of model it holds.
+kept), how frames become pixel tensors and encoder outputs (and whether a cap on their pixels
+applies), how prompts become token ids and which special tokens they use, how token frames
+map to video frames, whether every token frame must keep a token (timestamps), what the
+language model adds to visual positions after its first layers (DeepStack), how to read the
+attention FastV ranks by, and how to build a random-weight model of the family. One file per
+family subclasses it; `registry.py` lists them. Nothing outside the adapters asks what kind of
+model it holds.
 Shape legend: B batch, L sequence, T H W a video's token grid, D hidden size.
 """
 from __future__ import annotations
@@ -150,6 +151,16 @@ class VideoLLMAdapter:
         """Frame resize / normalise settings from the checkpoint's image processor (None: the
         family's published defaults)."""
         raise NotImplementedError
+
+    @classmethod
+    def frame_settings(cls, settings: dict, max_pixels: int | None) -> dict:
+        """`preprocessing`'s settings with at most `max_pixels` pixels per frame (None: as
+        they are). A family whose frames have one fixed size refuses a cap (ValueError);
+        families that resize frames within a pixel range apply it."""
+        if max_pixels is None:
+            return dict(settings)
+        raise ValueError(f"max_pixels={max_pixels}: {cls.__name__} takes no frame-size cap "
+                         "(its frames have a fixed size); leave max_pixels out")
 
     def vision_module(self) -> nn.Module:
         raise NotImplementedError

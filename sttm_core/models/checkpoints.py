@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -30,10 +30,17 @@ class LoadedModel:
     model: nn.Module
     tokenizer: object
     adapter: VideoLLMAdapter
-    settings: dict  # frame preprocessing: size or min/max pixels, image_mean, image_std
+    settings: dict  # frame preprocessing: size or min/max pixels (max_pixels: any cap applied),
+    #                 image_mean, image_std
     name: str
     # held while tokenizing: whether special tokens are parsed is a switch on the shared tokenizer
     tokenizer_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def with_max_pixels(self, max_pixels: int | None) -> "LoadedModel":
+        """The same model, tokenizer (and its lock) with at most `max_pixels` pixels per frame,
+        applied by the family's adapter (`frame_settings`: ValueError where frames have a fixed
+        size); None: these settings."""
+        return replace(self, settings=self.adapter.frame_settings(self.settings, max_pixels))
 
 
 def default_device_and_dtype(device: str | None = None, dtype: torch.dtype | None = None):
@@ -46,11 +53,14 @@ def default_device_and_dtype(device: str | None = None, dtype: torch.dtype | Non
 
 def load_model(name_or_path: str, *, device: str | None = None, dtype: torch.dtype | None = None,
                attn_implementation: str = "sdpa", trust_remote_code: bool = False,
-               device_map: str | dict | None = None) -> LoadedModel:
+               device_map: str | dict | None = None, max_pixels: int | None = None) -> LoadedModel:
     """Load a supported video LLM, its tokenizer and its frame preprocessing settings.
 
     name_or_path: a hub id (downloaded or cached) or a local checkpoint directory.
     device_map="auto" spreads a big model over the GPUs (accelerate); then device is ignored.
+    max_pixels: at most this many pixels per frame (the Qwen-VL families; None: the
+    checkpoint's range). A family with fixed-size frames (LLaVA-OneVision) refuses it with a
+    ValueError, before any weights load.
     """
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer
 
@@ -65,7 +75,10 @@ def load_model(name_or_path: str, *, device: str | None = None, dtype: torch.dty
             f"(`huggingface-cli download {name_or_path}`); offline machines need them in the "
             "cache (HF_HUB_OFFLINE=1).") from err
     architectures = getattr(config, "architectures", None) or [type(config).__name__]
-    family_of(architectures)  # unsupported: says so before any weights load
+    family = family_of(architectures)  # unsupported: says so before any weights load
+    # as does a cap the family's frames refuse
+    settings = family.frame_settings(preprocessing_settings(name_or_path, family, config),
+                                     max_pixels)
     try:
         model = AutoModelForImageTextToText.from_pretrained(
             name_or_path, dtype=dtype, attn_implementation=attn_implementation,
@@ -77,12 +90,10 @@ def load_model(name_or_path: str, *, device: str | None = None, dtype: torch.dty
     if device_map is None:
         model = model.to(device)
     model.eval()
-    adapter = adapter_for(model)
-    return LoadedModel(model, tokenizer, adapter, preprocessing_settings(name_or_path, adapter),
-                       str(name_or_path))
+    return LoadedModel(model, tokenizer, adapter_for(model), settings, str(name_or_path))
 
 
-def preprocessing_settings(name_or_path: str, adapter: VideoLLMAdapter) -> dict:
+def preprocessing_settings(name_or_path: str, family: type[VideoLLMAdapter], config) -> dict:
     """Frame resize/normalise settings from the checkpoint's image processor config."""
     from transformers import AutoImageProcessor
 
@@ -92,7 +103,7 @@ def preprocessing_settings(name_or_path: str, adapter: VideoLLMAdapter) -> dict:
         log.warning("no image processor config in %s (%s); using the family defaults",
                     name_or_path, _first_line(err))
         processor = None
-    return adapter.preprocessing(processor, adapter.model.config)
+    return family.preprocessing(processor, config)
 
 
 def _check_reachable(name_or_path: str, timeout_s: float = 3.0) -> None:
@@ -137,9 +148,10 @@ def _first_line(err: Exception) -> str:
 
 def random_model(name: str, *, device: str | None = None, dtype=None,
                  num_layers: int | None = None, seed: int = 0,
-                 attn_implementation: str = "sdpa") -> LoadedModel:
+                 attn_implementation: str = "sdpa", max_pixels: int | None = None) -> LoadedModel:
     """A named architecture (`registry.ARCHITECTURES`) with random weights, in memory, with the
-    byte-level tokenizer: the real shapes and speed of a model you need not download."""
+    byte-level tokenizer: the real shapes and speed of a model you need not download.
+    max_pixels: as `load_model`'s."""
     from transformers import AutoModelForImageTextToText
 
     device, dtype = default_device_and_dtype(device, dtype)
@@ -153,7 +165,7 @@ def random_model(name: str, *, device: str | None = None, dtype=None,
     model.generation_config.pad_token_id = token_id[family.pad_token]
     model = model.to(device).eval()
     adapter = adapter_for(model)
-    settings = adapter.preprocessing(image_processor, config)
+    settings = adapter.frame_settings(adapter.preprocessing(image_processor, config), max_pixels)
     return LoadedModel(model, _byte_tokenizer(family), adapter, settings, name)
 
 
