@@ -50,9 +50,9 @@ def engine_for(model: str, frames: int, sessions: int, cached: int, max_pixels: 
     path = Path(model)
     if not path.exists():  # an architecture name: its shapes with random weights
         path = build_random_checkpoint(model, Path(tempfile.mkdtemp()) / model)
-    return Engine(load_model(str(path), device="cpu"), max_frames=max(frames, 64),
-                  max_sessions=sessions, max_cached_sessions=cached, max_new_tokens=8,
-                  max_pixels=max_pixels)
+    return Engine(load_model(str(path), device="cpu", max_pixels=max_pixels),
+                  max_frames=max(frames, 64), max_sessions=sessions, max_cached_sessions=cached,
+                  max_new_tokens=8)
 
 
 def run(engine, frames: int, count: int) -> list[float]:

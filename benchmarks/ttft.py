@@ -189,14 +189,14 @@ def configs(loaded, args) -> list[tuple[str, STTMConfig]]:
 def run(args) -> dict:
     device, dtype = default_device_and_dtype(args.device)
     memory = PeakMemory(device)  # first: on CPU it sets how large blocks are allocated
-    options = dict(device=device, dtype=dtype, attn_implementation=args.attn)
+    options = dict(device=device, dtype=dtype, attn_implementation=args.attn,
+                   max_pixels=args.max_pixels)
     loaded = (load_model(args.model, **options) if args.model
               else random_model(args.arch, num_layers=args.num_layers, **options))
     text_config = loaded.model.config.get_text_config()
     clip = video_clip(args.frames)
     full = STTMConfig.all_tokens(args.merge_layer)
-    chat = VideoChat(loaded, full, num_frames=args.frames, max_new_tokens=1,
-                     max_pixels=args.max_pixels, time_merge=True)
+    chat = VideoChat(loaded, full, num_frames=args.frames, max_new_tokens=1, time_merge=True)
     chat.set_clip(clip)
     encoder_s = chat.ask(QUESTIONS[0]).timings["vision_encoder"]  # also warms everything up
     rows = configs(loaded, args)
@@ -259,7 +259,8 @@ def main():
                              "a small machine; TTFTs then are not the model's)")
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--max-pixels", type=int, default=None,
-                        help="Qwen-VL: pixels per frame (default: the video processor's)")
+                        help="Qwen-VL: at most this many pixels per frame (default: the video "
+                             "processor's range)")
     parser.add_argument("--merge-layer", type=int, default=2)
     parser.add_argument("--device", default=None)
     parser.add_argument("--attn", default="sdpa", choices=["sdpa", "flash_attention_2", "eager"],

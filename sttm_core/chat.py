@@ -18,7 +18,8 @@ most `max_question_tokens` tokens.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 import numpy as np
@@ -57,17 +58,21 @@ class VideoChat:
 
     time_merge=True times each prefill's merge (CUDA events on GPU; `Reply.timings["merge"]`),
     for benchmarks; off by default, so nothing waits for the device. Threads that share a chat
-    (the app: a reply streaming while the settings change) are serialised by its lock."""
+    (the app: a reply streaming while the settings change) are serialised by its lock.
+    Frames are preprocessed by the model's settings: a frame-size cap is given when loading
+    (`load_model(..., max_pixels=)`); `max_pixels=` here still applies one (deprecated)."""
 
     max_question_tokens = 4096  # longer questions are refused before any model work
 
     def __init__(self, model: LoadedModel, config: STTMConfig | None = None, *,
                  num_frames: int = 16, max_pixels: int | None = None,
                  max_new_tokens: int = 256, temperature: float = 0.0, time_merge: bool = False):
-        settings = dict(model.settings)
         if max_pixels is not None:
-            settings["max_pixels"] = max_pixels
-        self.prefix = VideoPrefix(model, config or STTMConfig(), settings, time_merge=time_merge)
+            warnings.warn("VideoChat(max_pixels=) is deprecated: cap the frames when loading, "
+                          "load_model(..., max_pixels=) (or loaded.with_max_pixels(n))",
+                          DeprecationWarning, stacklevel=2)
+            model = model.with_max_pixels(max_pixels)
+        self.prefix = VideoPrefix(model, config or STTMConfig(), time_merge=time_merge)
         self.num_frames = num_frames
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
@@ -94,8 +99,8 @@ class VideoChat:
     def sibling(self, config: STTMConfig) -> "VideoChat":
         """A new chat with the same model and frame settings but other STTM settings (e.g. all
         tokens, for comparison); it shares no video or cache with this one."""
-        return VideoChat(self.loaded, config, num_frames=self.num_frames,
-                         max_pixels=self.settings.get("max_pixels"),
+        same_frames = replace(self.loaded, settings=dict(self.settings))
+        return VideoChat(same_frames, config, num_frames=self.num_frames,
                          max_new_tokens=self.max_new_tokens, temperature=self.temperature,
                          time_merge=self.time_merge)
 
@@ -103,13 +108,14 @@ class VideoChat:
     def from_pretrained(cls, name_or_path: str, config: STTMConfig | None = None, *,
                         device: str | None = None, dtype=None, device_map=None,
                         attn_implementation: str = "sdpa", trust_remote_code: bool = False,
-                        **kwargs) -> "VideoChat":
+                        max_pixels: int | None = None, **kwargs) -> "VideoChat":
         """Load a checkpoint (`load_model`: device, dtype, device_map="auto" to spread a big
-        model over GPUs, attn_implementation, trust_remote_code) and start a chat on it;
-        other keyword arguments go to VideoChat (num_frames, max_pixels, ...)."""
+        model over GPUs, attn_implementation, trust_remote_code, max_pixels: the frame-size
+        cap of the Qwen-VL families) and start a chat on it; other keyword arguments go to
+        VideoChat (num_frames, max_new_tokens, ...)."""
         loaded = load_model(name_or_path, device=device, dtype=dtype, device_map=device_map,
                             attn_implementation=attn_implementation,
-                            trust_remote_code=trust_remote_code)
+                            trust_remote_code=trust_remote_code, max_pixels=max_pixels)
         return cls(loaded, config, **kwargs)
 
     # --- between processes (see VideoPrefix) ----------------------------------------------------

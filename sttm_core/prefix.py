@@ -1,6 +1,6 @@
 """VideoPrefix: one video's merged prompt prefix on one STTM-patched model, prefilled once.
 
-    prefix = VideoPrefix(loaded, STTMConfig(0.85, 0.65), settings)
+    prefix = VideoPrefix(loaded, STTMConfig(0.85, 0.65))
     prefix.set_clip(clip)          # frames of one video
     prefix.ensure()                # encode the video, prefill up to it with STTM -> KV cache
     logits, s = prefix.append(ids) # tokens after the prefix (a question, a reply's tokens)
@@ -51,16 +51,15 @@ class _Cached:
 class VideoPrefix:
     """The cached prompt prefix (system + user turn up to the video, merged) of one clip.
 
-    settings: frame preprocessing (the checkpoint's, `max_pixels` applied); time_merge: time
-    each prefill's merge (CUDA events on GPU), for benchmarks. Not thread-safe by itself:
-    callers that share one across threads hold `lock` around a use."""
+    settings: frame preprocessing, a copy of the model's (any frame-size cap was applied when
+    it loaded); time_merge: time each prefill's merge (CUDA events on GPU), for benchmarks. Not
+    thread-safe by itself: callers that share one across threads hold `lock` around a use."""
 
-    def __init__(self, model: LoadedModel, config: STTMConfig, settings: dict, *,
-                 time_merge: bool = False):
+    def __init__(self, model: LoadedModel, config: STTMConfig, *, time_merge: bool = False):
         model.adapter.check_merge_layer(config.merge_layer)
         self.loaded = model
         self.config = config
-        self.settings = settings
+        self.settings = dict(model.settings)
         self.time_merge = time_merge
         self.clip: VideoClip | None = None
         self.decode_s = 0.0          # charged to the next prefill's timings

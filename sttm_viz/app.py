@@ -38,7 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="browser sessions that keep a video in memory; the longest idle "
                              "beyond are closed (told to load again)")
     parser.add_argument("--max-pixels", type=int, default=None,
-                        help="Qwen-VL: pixels per frame (default: the checkpoint's)")
+                        help="Qwen-VL: at most this many pixels per frame (default: the "
+                             "checkpoint's range); other families refuse it")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow the checkpoint's own code to run (off by default)")
     parser.add_argument("--port", type=int, default=None)
@@ -52,8 +53,7 @@ def load_engine(args: argparse.Namespace):
     from .session import Engine
 
     limits = dict(max_seconds=args.max_seconds, max_frames=args.max_frames,
-                  max_pixels=args.max_pixels, max_sessions=args.max_sessions,
-                  max_new_tokens=args.max_new_tokens)
+                  max_sessions=args.max_sessions, max_new_tokens=args.max_new_tokens)
     if args.no_model:
         return Engine(None, "started with --no-model.", **limits)
     from sttm_core import ModelLoadError, UnsupportedModelError, load_model
@@ -62,7 +62,8 @@ def load_engine(args: argparse.Namespace):
     device, _ = default_device_and_dtype(args.device)  # a ZeroGPU Space: cuda, here, at start
     name = args.model or DEFAULT_MODELS["cuda" if str(device).startswith("cuda") else "cpu"]
     try:
-        loaded = load_model(name, device=device, trust_remote_code=args.trust_remote_code)
+        loaded = load_model(name, device=device, trust_remote_code=args.trust_remote_code,
+                            max_pixels=args.max_pixels)
     except (ModelLoadError, UnsupportedModelError) as err:
         reason = str(err).splitlines()[0]
         log.warning("running without a model: %s", err)
@@ -83,7 +84,10 @@ def main(argv=None) -> None:
         from .ui import build_demo
     except ImportError as err:
         sys.exit(f"sttm-studio needs {err.name}: pip install 'sttm-studio[app]'")
-    engine = load_engine(args)
+    try:
+        engine = load_engine(args)
+    except ValueError as err:  # an option the model refuses: --max-pixels on fixed-size frames
+        sys.exit(f"sttm-studio: {err}")
     demo = build_demo(engine, default_frames=min(args.frames, args.max_frames))
     demo.queue(default_concurrency_limit=1, max_size=64).launch(
         server_name=args.host, server_port=args.port, share=args.share,

@@ -80,7 +80,6 @@ class Engine:
     why_no_model: str = ""
     max_seconds: float = 600.0      # longest video accepted
     max_frames: int = 64
-    max_pixels: int | None = None   # Qwen-VL frame size cap (None: the checkpoint's)
     max_new_tokens: int = 256       # longest reply (a reply holds the one model queue)
     max_sessions: int = 32          # sessions that hold a video
     max_cached_sessions: int = 4    # sessions whose KV caches stay in memory
@@ -409,7 +408,6 @@ class Session:
             from sttm_core.chat import VideoChat
 
             chat = VideoChat(self.engine.loaded, controls.config, num_frames=num_frames,
-                             max_pixels=self.engine.max_pixels,
                              max_new_tokens=self.engine.max_new_tokens)
             chat.set_clip(clip)
         video = shared or self._features(clip, controls, chat)

@@ -25,8 +25,9 @@ MAX_PIXELS = 28 * 28 * 15
 
 @pytest.fixture(scope="module")
 def server(tiny_checkpoints, serve):
-    loaded = load_model(str(tiny_checkpoints["tiny-qwen2-vl"]), device="cpu")
-    return loaded, serve(Engine(loaded, max_pixels=MAX_PIXELS), FRAMES)
+    loaded = load_model(str(tiny_checkpoints["tiny-qwen2-vl"]), device="cpu",
+                        max_pixels=MAX_PIXELS)
+    return loaded, serve(Engine(loaded), FRAMES)
 
 
 @pytest.fixture
@@ -53,8 +54,7 @@ def load(client, video=EXAMPLE, **kw):
 
 def features(loaded, layer=2, dtype=None):
     """The layer-k features of the example, computed outside the app."""
-    chat = VideoChat(loaded, STTMConfig(merge_layer=layer), num_frames=FRAMES,
-                     max_pixels=MAX_PIXELS)
+    chat = VideoChat(loaded, STTMConfig(merge_layer=layer), num_frames=FRAMES)
     chat.load_video(EXAMPLE)
     return chat.video_features()
 
@@ -250,8 +250,9 @@ def test_fallback_without_a_model_still_merges_pixels(fallback_app):
 def test_a_qwen3_vl_checkpoint_loads_and_chats(tiny_checkpoints, serve):
     """Nothing in the app is family-specific: a Qwen3-VL model (timestamps, DeepStack) loads,
     its evidence says every token frame keeps a token, and questions reuse the cached prefix."""
-    loaded = load_model(str(tiny_checkpoints["tiny-qwen3-vl"]), device="cpu")
-    client = Client(serve(Engine(loaded, max_pixels=MAX_PIXELS), FRAMES), verbose=False)
+    loaded = load_model(str(tiny_checkpoints["tiny-qwen3-vl"]), device="cpu",
+                        max_pixels=MAX_PIXELS)
+    client = Client(serve(Engine(loaded), FRAMES), verbose=False)
     lab, root, *_ = load(client, layer=1)
     assert lab["token_frames"] == FRAMES // 2 and lab["evidence"]["keep_every_frame"] is True
     x = features(loaded, layer=1)
@@ -266,6 +267,20 @@ def test_a_qwen3_vl_checkpoint_loads_and_chats(tiny_checkpoints, serve):
     third = client.predict("And now?", second, False, *controls(0.5, 0.3, root=root, layer=1),
                            api_name="/chat")[0]  # re-merged from layer 1 (DeepStack too)
     assert "cached video prefix" in text_of(third[-1])
+
+
+def test_the_max_pixels_flag_reaches_the_frames(tiny_checkpoints):
+    """`sttm-studio --max-pixels N` caps the loaded model's frames; on a family with fixed-size
+    frames it stops with the reason, before the app starts."""
+    from sttm_viz.app import load_engine, main, parse_args
+
+    qwen = ["--model", str(tiny_checkpoints["tiny-qwen2-vl"]), "--device", "cpu"]
+    engine = load_engine(parse_args(qwen + ["--max-pixels", str(MAX_PIXELS)]))
+    assert engine.loaded.settings["max_pixels"] == MAX_PIXELS
+    llava = ["--model", str(tiny_checkpoints["tiny-llava-onevision"]), "--device", "cpu"]
+    with pytest.raises(SystemExit, match="max_pixels=20000: a frame-size cap applies to the "
+                                         "Qwen-VL families"):
+        main(llava + ["--max-pixels", "20000"])
 
 
 def test_presets_are_the_papers_for_the_loaded_family(server):

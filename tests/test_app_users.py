@@ -36,12 +36,12 @@ GENERIC = "upstream Gradio app has raised an exception"
 
 @pytest.fixture(scope="module")
 def qwen(tiny_checkpoints):
-    return load_model(str(tiny_checkpoints["tiny-qwen2-vl"]), device="cpu")
+    return load_model(str(tiny_checkpoints["tiny-qwen2-vl"]), device="cpu", max_pixels=MAX_PIXELS)
 
 
 @pytest.fixture(scope="module")
 def url(qwen, serve):
-    return serve(Engine(qwen, max_pixels=MAX_PIXELS, max_new_tokens=8), FRAMES)
+    return serve(Engine(qwen, max_new_tokens=8), FRAMES)
 
 
 def controls(root="4×4", tau_s=0.8, tau_t=0.6, layer=2, mode="Thresholds", budget=0.3,
@@ -71,7 +71,7 @@ class Own:
 
 
 def own_merge(loaded, name: str) -> Own:
-    chat = VideoChat(loaded, STTMConfig(merge_layer=2), num_frames=FRAMES, max_pixels=MAX_PIXELS)
+    chat = VideoChat(loaded, STTMConfig(merge_layer=2), num_frames=FRAMES)
     chat.load_video(examples_dir() / f"{name}.mp4")
     x = chat.video_features()  # [T, H, W, C] layer 2's input
     merger = VideoTokenMerger(x)
@@ -138,7 +138,7 @@ def test_eight_users_at_once_each_get_their_own_answers(qwen, url):
 
 
 def test_sessions_beyond_the_cap_are_closed_with_a_message(qwen, serve):
-    engine = Engine(qwen, max_pixels=MAX_PIXELS, max_new_tokens=4, max_sessions=2)
+    engine = Engine(qwen, max_new_tokens=4, max_sessions=2)
     url = serve(engine, FRAMES)
     a, b, c = (Client(url, verbose=False) for _ in range(3))
     roots = [load(user, examples_dir() / f"{name}.mp4")[1]["value"]
@@ -204,7 +204,7 @@ def test_memory_stays_bounded_over_rounds_of_sessions(qwen, serve):
     session adds about 2.4 MB (rounds 1 -> 4 grew 43 MB); with it the rounds after the warm-up
     moved memory by -8 to +7 MB. 20 MB over three rounds passes that noise and fails a leak of
     even half of each round's sessions (3 x 7 MB)."""
-    engine = Engine(qwen, max_pixels=MAX_PIXELS, max_sessions=3, max_new_tokens=4)
+    engine = Engine(qwen, max_sessions=3, max_new_tokens=4)
     url = serve(engine, 8)
     client, memory = Client(url, verbose=False), []
     for turn in range(5):

@@ -2,15 +2,23 @@
 import pytest
 import torch
 
+from support.model_inputs import MAX_PIXELS, small
 from support.videos import random_frames
 from sttm_core import STTMConfig
 from sttm_core.chat import VideoChat
+from sttm_core.models.checkpoints import load_model
 from sttm_core.models.patching import planned
 from sttm_core.video import VideoError, write_video
 
 pytestmark = pytest.mark.model
 
-SETTINGS = dict(num_frames=8, max_pixels=28 * 28 * 15, max_new_tokens=6)
+SETTINGS = dict(num_frames=8, max_new_tokens=6)
+
+
+@pytest.fixture
+def tiny(tiny):
+    """The conftest's tiny model of each family, with small frames where the family takes a cap."""
+    return small(tiny)
 
 
 @pytest.fixture
@@ -219,7 +227,8 @@ def test_from_pretrained_takes_load_options(tiny_checkpoints, video):
     chat = VideoChat.from_pretrained(str(tiny_checkpoints["tiny-qwen2-vl"]),
                                      STTMConfig(method="sttm_budget", keep_ratio=0.5),
                                      device="cuda", dtype=torch.float32, device_map="cpu",
-                                     attn_implementation="eager", **SETTINGS)
+                                     attn_implementation="eager", max_pixels=MAX_PIXELS,
+                                     **SETTINGS)
     assert chat.loaded.model.config._attn_implementation == "eager"
     assert {p.device.type for p in chat.loaded.model.parameters()} == {"cpu"}
     chat.load_video(video)
@@ -237,3 +246,49 @@ def test_merge_time_only_when_asked(tiny, video):
     first, second = timed.ask("What is shown?"), timed.ask("Why?")
     assert 0 < first.timings["merge"] <= first.timings["llm_prefill"]
     assert second.timings["merge"] == 0.0  # the prefix came from the cache
+
+
+# --- the frame-size cap: given when loading, applied by the family's adapter ---------------------
+
+def tokens_per_frame(loaded, video) -> int:
+    """Video tokens per token frame of the chat's prefix (H * W of its grid)."""
+    chat = VideoChat(loaded, STTMConfig.all_tokens(1), **SETTINGS)
+    chat.load_video(video)
+    T, H, W, _ = chat.video_features().shape
+    return H * W
+
+
+@pytest.mark.parametrize("name, side", [("tiny-qwen2-vl", 28), ("tiny-qwen3-vl", 32)])
+def test_max_pixels_at_load_caps_each_frames_tokens(tiny_checkpoints, video, name, side):
+    """load_model(max_pixels=) reaches the adapter: 84x140 frames, which the video processor's
+    minimum enlarges to >= 128 tokens each, get at most max_pixels / side² tokens."""
+    path = str(tiny_checkpoints[name])
+    capped = load_model(path, device="cpu", max_pixels=15 * side * side)
+    assert capped.settings["max_pixels"] == 15 * side * side
+    assert tokens_per_frame(capped, video) <= 15
+    assert tokens_per_frame(load_model(path, device="cpu"), video) >= 128
+
+
+def test_fixed_size_frames_refuse_max_pixels(tiny_checkpoints):
+    with pytest.raises(ValueError, match=r"applies to the Qwen-VL families.*LLaVA-OneVision "
+                                         r"resizes every frame to the same \d+x\d+ pixels"):
+        load_model(str(tiny_checkpoints["tiny-llava-onevision"]), device="cpu", max_pixels=20_000)
+    loaded = load_model(str(tiny_checkpoints["tiny-llava-onevision"]), device="cpu",
+                        max_pixels=None)  # None: always fine
+    with pytest.raises(ValueError, match="Qwen-VL"):
+        loaded.with_max_pixels(20_000)
+
+
+def test_max_pixels_in_video_chat_is_deprecated_and_the_same(tiny_checkpoints, video):
+    """VideoChat(max_pixels=) still works (public API), through the same adapter method."""
+    loaded = load_model(str(tiny_checkpoints["tiny-qwen2-vl"]), device="cpu")
+    with pytest.warns(DeprecationWarning, match="load_model"):
+        old = VideoChat(loaded, STTMConfig.all_tokens(1), max_pixels=MAX_PIXELS, **SETTINGS)
+    assert loaded.settings["max_pixels"] != MAX_PIXELS  # the caller's model is left as it was
+    new = VideoChat(loaded.with_max_pixels(MAX_PIXELS), STTMConfig.all_tokens(1), **SETTINGS)
+    assert old.settings == new.settings == old.sibling(STTMConfig()).settings
+    old.load_video(video)
+    assert tokens_per_frame(loaded.with_max_pixels(MAX_PIXELS), video) == \
+        old.video_features()[0].shape[:2].numel() <= 15
+    with pytest.raises(ValueError, match="not a positive whole number"):
+        loaded.with_max_pixels(0)

@@ -43,8 +43,9 @@ def pixels_url(serve):
 
 @pytest.fixture(scope="module")
 def model_url(serve, tiny_checkpoints):
-    loaded = load_model(str(tiny_checkpoints["tiny-qwen2-vl"]), device="cpu")
-    return serve(Engine(loaded, max_pixels=MAX_PIXELS), 8)
+    loaded = load_model(str(tiny_checkpoints["tiny-qwen2-vl"]), device="cpu",
+                        max_pixels=MAX_PIXELS)
+    return serve(Engine(loaded), 8)
 
 
 def open_page(browser, url, example=None):

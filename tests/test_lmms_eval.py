@@ -106,20 +106,24 @@ def drive(env, tmp_path, runs) -> dict:
     return json.loads(out.read_text())
 
 
-def direct_answers(checkpoint, config, requests) -> list[str]:
+def direct_answers(checkpoint, config, requests) -> tuple[list[str], list[int]]:
     """Each question asked of a fresh VideoChat (no prefix shared with anything), cut at
-    its stop strings: what the plugin must return, in request order."""
-    loaded = load_model(str(checkpoint), device="cpu")
-    texts = []
+    its stop strings: what the plugin must return, in request order; and each prompt's
+    tokens before merging (its frames capped by max_pixels)."""
+    loaded = load_model(str(checkpoint), device="cpu", max_pixels=SETTINGS["max_pixels"])
+    texts, lengths = [], []
     for request in requests:
-        chat = VideoChat(loaded, config, **SETTINGS)
+        chat = VideoChat(loaded, config, num_frames=SETTINGS["num_frames"],
+                         max_new_tokens=SETTINGS["max_new_tokens"])
         chat.load_video(request["video"], SETTINGS["num_frames"])
         question = request["context"].replace("<image>", "").strip()
-        text = chat.ask(question, max_new_tokens=request["gen_kwargs"]["max_new_tokens"]).text
+        reply = chat.ask(question, max_new_tokens=request["gen_kwargs"]["max_new_tokens"])
+        text = reply.text
         for stop in request["gen_kwargs"]["until"]:
             text = text.split(stop)[0]
         texts.append(text)
-    return texts
+        lengths.append(reply.tokens_before)
+    return texts, lengths
 
 
 def read_log(path) -> list[dict]:
@@ -158,11 +162,14 @@ def test_lmms_eval_resolves_sttm_and_answers_requests(lmms_env, tiny_checkpoints
                STTMConfig(method="fastv", keep_ratio=0.5, merge_layer=1)]
     assert [sttm["config"], fastv["config"]] == [asdict(c) for c in configs]
     for run, config, log_file in zip((sttm, fastv), configs, (sttm_log, fastv_log)):
-        expected = direct_answers(checkpoint, config, requests)
+        expected, lengths = direct_answers(checkpoint, config, requests)
         assert len(set(expected)) > 1  # otherwise the order would go unchecked
         assert run["texts"] == expected  # one answer per request, in request order
         rows = read_log(log_file)
         assert len(rows) == len(requests)
+        # max_pixels= reached the frames (uncapped, each of 2 token frames has >= 128 tokens)
+        assert [r["tokens_before"] for r in sorted(rows, key=lambda r: r["doc_id"])] == lengths
+        assert max(lengths) < 2 * 128
         # answered grouped by video (first video first); doc ids are request indices
         assert [r["doc_id"] for r in rows] == [0, 2, 3, 1, 4]
         assert [r["video"] for r in rows] == [videos[VIDEO_OF[r["doc_id"]]] for r in rows]

@@ -149,8 +149,9 @@ def test_the_page_merges_what_a_qwen3_vl_model_merges(page, tiny_checkpoints):
     from sttm_core.models.checkpoints import load_model
     from sttm_viz.session import Controls, Engine, Session
 
-    loaded = load_model(str(tiny_checkpoints["tiny-qwen3-vl"]), device="cpu")
-    session = Session(Engine(loaded, max_pixels=15 * 32 * 32))
+    loaded = load_model(str(tiny_checkpoints["tiny-qwen3-vl"]), device="cpu",
+                        max_pixels=15 * 32 * 32)
+    session = Session(Engine(loaded))
     session.load(str(examples_dir() / "static.mp4"), 8, Controls())
     assert session.video.evidence.keep_every_frame
     configs = [STTMConfig(0.9, 0.3, 0, merge_layer=2), STTMConfig(None, 0.1, 0, merge_layer=2),

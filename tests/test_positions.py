@@ -123,10 +123,11 @@ def test_merged_tokens_keep_their_representatives_reference_ids(qwen):
 def test_video_chat_keeps_time_exact_in_bf16(tiny_checkpoints, dtype):
     """A 47 s video sampled at 16 frames: seconds per temporal patch 94/15 stays fp32, so the
     time ids are floor(t * 94/15 * 2) (in bf16 it would round to 6.28125: the last id off)."""
-    loaded = load_model(str(tiny_checkpoints["tiny-qwen2.5-vl"]), device="cpu", dtype=dtype)
+    loaded = load_model(str(tiny_checkpoints["tiny-qwen2.5-vl"]), device="cpu", dtype=dtype,
+                        max_pixels=56 * 84)
     frames = random_frames(T=16, H=56, W=84)
     clip = VideoClip(frames, np.linspace(0, 47, 16), 25.0, 47.0, 1175, "47s.mp4")
-    chat = VideoChat(loaded, STTMConfig.all_tokens(1), max_pixels=56 * 84, max_new_tokens=2)
+    chat = VideoChat(loaded, STTMConfig.all_tokens(1), max_new_tokens=2)
     chat.set_clip(clip)
     calls = []
     model_hook = loaded.model.register_forward_pre_hook(

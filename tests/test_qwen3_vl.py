@@ -159,7 +159,8 @@ def test_new_thresholds_remerge_deepstack_from_the_layer_k_states(qwen3, tmp_pat
     from sttm_core.video import write_video
 
     write_video(tmp_path / "clip.mp4", random_frames(T=8, H=160, W=224), fps=4)
-    settings = dict(num_frames=8, max_pixels=FIVE_BY_SEVEN["max_pixels"], max_new_tokens=3)
+    qwen3 = qwen3.with_max_pixels(FIVE_BY_SEVEN["max_pixels"])
+    settings = dict(num_frames=8, max_new_tokens=3)
     config = STTMConfig(method="sttm_budget", keep_ratio=0.6, root_level=0, merge_layer=k)
     chat = VideoChat(qwen3, config, **settings)
     chat.load_video(tmp_path / "clip.mp4")

@@ -143,6 +143,8 @@ def test_model_sweep_end_to_end(tmp_path, tiny_checkpoints, capsys):
         assert r["correct"] in (("",) if r["question_id"] == "s2" else ("0", "1"))
         assert float(r["ttft_s"]) > 0
         assert int(r["tokens_after"]) <= int(r["tokens_before"])
+        # --max-pixels reached the frames: uncapped, 3 token frames hold >= 3 x 128 tokens
+        assert int(r["tokens_before"]) < 3 * 128
         if r["method"] == "all":
             assert r["agree"] == r["kl"] == "" and float(r["keep_ratio"]) == 1
         else:

@@ -41,7 +41,7 @@ def test_registered_its_adapter_serves_it_everywhere(toy_registered):
     loaded = toy_model()
     assert type(loaded.adapter) is ToyAdapter
     # the runtime: the prompt is built from the family's chat facts
-    chat = VideoChat(loaded, STTMConfig(0.8, 0.6, 0, 2), num_frames=4, max_pixels=28 * 28 * 15)
+    chat = VideoChat(loaded.with_max_pixels(28 * 28 * 15), STTMConfig(0.8, 0.6, 0, 2), num_frames=4)
     chat.load_video(examples_dir() / "static.mp4")
     prompts = []  # what the model was given
     hook = loaded.model.register_forward_pre_hook(
@@ -59,3 +59,16 @@ def test_registered_its_adapter_serves_it_everywhere(toy_registered):
     assert engine.presets == {"Paper 50% (τS .90, τT .70)": (0.9, 0.7),
                               "Paper 30% (τS .90, τT .50)": (0.9, 0.5)}
     assert "Toy-7B" in engine.preset_note
+
+
+@pytest.mark.parametrize("name", ["tiny-llava-onevision", "tiny-qwen2-vl", "tiny-qwen3-vl"])
+def test_a_random_tokenizer_holds_the_special_tokens_its_adapter_declares(name):
+    """The byte tokenizer of a random-weight model: bytes 0..255, then the family's declared
+    special tokens in order, and the config's video token is one of them."""
+    loaded = random_model(name, device="cpu")
+    declared = type(loaded.adapter).special_tokens
+    tokenizer = loaded.tokenizer
+    assert tokenizer.convert_tokens_to_ids(list(declared)) == list(range(256, 256 + len(declared)))
+    assert set(tokenizer.all_special_tokens) == set(declared)
+    assert tokenizer.convert_ids_to_tokens(loaded.model.config.video_token_id) in declared
+    assert loaded.model.generation_config.eos_token_id == tokenizer.eos_token_id

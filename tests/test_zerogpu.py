@@ -38,15 +38,16 @@ def text_of(message: dict) -> str:
 @pytest.fixture(scope="module")
 def space(tiny_checkpoints, serve):
     """The app on a tiny Qwen2-VL model, its model events under the ZeroGPU stand-in."""
-    loaded = load_model(str(tiny_checkpoints["tiny-qwen2-vl"]), device="cpu")
-    engine = Engine(loaded, max_pixels=MAX_PIXELS, max_new_tokens=8)
+    loaded = load_model(str(tiny_checkpoints["tiny-qwen2-vl"]), device="cpu",
+                        max_pixels=MAX_PIXELS)
+    engine = Engine(loaded, max_new_tokens=8)
     url = serve(engine, FRAMES, gpu=zerogpu.GPU)
     return loaded, engine, Client(url, verbose=False)
 
 
 def reference_answer(loaded, question: str, config: STTMConfig, frames: int = FRAMES) -> str:
     """The same question in this process, on a chat that never left it."""
-    chat = VideoChat(loaded, config, num_frames=frames, max_pixels=MAX_PIXELS, max_new_tokens=8)
+    chat = VideoChat(loaded, config, num_frames=frames, max_new_tokens=8)
     chat.load_video(EXAMPLE)
     return chat.ask(question).text
 

@@ -72,9 +72,9 @@ class STTMLmms(lmms):
             open(s.log_file, "a").close()
         loaded = load_model(s.pretrained, device=s.device,
                             dtype=None if s.dtype == "auto" else getattr(torch, s.dtype),
-                            attn_implementation=s.attn_implementation)
+                            attn_implementation=s.attn_implementation, max_pixels=s.max_pixels)
         self.chat = VideoChat(loaded, s.config, num_frames=s.num_frames,
-                              max_pixels=s.max_pixels, max_new_tokens=s.max_new_tokens)
+                              max_new_tokens=s.max_new_tokens)
         self._video: str | None = None  # the video the chat holds
         log.info("sttm model: %s, %s, %d frames per video", s.pretrained, s.config, s.num_frames)
 

@@ -29,7 +29,8 @@ class PluginSettings:
     pretrained: str             # hub id or local checkpoint directory
     config: STTMConfig          # the reduction (method, thresholds or budget, layer k)
     num_frames: int = 32        # frames sampled uniformly over each video
-    max_pixels: int | None = None  # Qwen-VL frame size cap (None: the checkpoint's)
+    max_pixels: int | None = None  # Qwen-VL frame size cap, for load_model (None: the
+    #                                checkpoint's range; fixed-size families refuse one)
     max_new_tokens: int = 32    # when a task's generation_kwargs give none
     device: str | None = None   # None: CUDA when present, else CPU
     dtype: str = "auto"         # auto: bf16 on CUDA, fp32 on CPU

@@ -2,11 +2,13 @@
 
 An adapter answers, for one loaded model: where the decoder layers are, which tokens are video
 and on what grid (T, H, W) they lie, how positions work (1D RoPE re-indexed, or M-RoPE ids
-kept), how frames become pixel tensors and encoder outputs, how prompts become token ids, how
-token frames map to video frames, whether every token frame must keep a token (timestamps),
-what the language model adds to visual positions after its first layers (DeepStack), how to
-read the attention FastV ranks by, and how to build a random-weight model of the family. One file per family subclasses it; `registry.py` lists
-them. Nothing outside the adapters asks what kind of model it holds.
+kept), how frames become pixel tensors and encoder outputs (and whether a cap on their pixels
+applies), how prompts become token ids and which special tokens they use, how token frames
+map to video frames, whether every token frame must keep a token (timestamps), what the
+language model adds to visual positions after its first layers (DeepStack), how to read the
+attention FastV ranks by, and how to build a random-weight model of the family. One file per
+family subclasses it; `registry.py` lists them. Nothing outside the adapters asks what kind of
+model it holds.
 Shape legend: B batch, L sequence, T H W a video's token grid, D hidden size.
 """
 from __future__ import annotations
@@ -80,6 +82,11 @@ class VideoLLMAdapter:
     # were tuned on (benchmarks and the app's presets use them)
     paper_thresholds: tuple[tuple[float, float], ...] = ()
     paper_model = ""
+    # the special tokens the family's prompts use (ChatML's here; families add their video
+    # tokens): a random-weight model's byte tokenizer numbers them from 256 in this order
+    special_tokens: tuple[str, ...] = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+    pad_token = "<|endoftext|>"   # pads a batch (and stands for unknown text)
+    end_of_turn = "<|im_end|>"    # ends an answer: the random-weight model's eos
 
     def __init__(self, model: nn.Module):
         self.model = model
@@ -145,6 +152,16 @@ class VideoLLMAdapter:
         family's published defaults)."""
         raise NotImplementedError
 
+    @classmethod
+    def frame_settings(cls, settings: dict, max_pixels: int | None) -> dict:
+        """`preprocessing`'s settings with at most `max_pixels` pixels per frame (None: as
+        they are). A family whose frames have one fixed size refuses a cap (ValueError);
+        families that resize frames within a pixel range apply it."""
+        if max_pixels is None:
+            return dict(settings)
+        raise ValueError(f"max_pixels={max_pixels}: {cls.__name__} takes no frame-size cap "
+                         "(its frames have a fixed size); leave max_pixels out")
+
     def vision_module(self) -> nn.Module:
         raise NotImplementedError
 
@@ -184,7 +201,7 @@ class VideoLLMAdapter:
     def next_turn_ids(self, tokenizer, answer_end: list[int]) -> list[int]:
         """Ids that follow an answer's last sampled token(s) `answer_end` (not yet fed) to close
         the answer and open the next user turn (ChatML)."""
-        end_of_turn = tokenizer.encode("<|im_end|>", add_special_tokens=False)
+        end_of_turn = tokenizer.encode(self.end_of_turn, add_special_tokens=False)
         end = answer_end if answer_end[-1:] == end_of_turn else answer_end + end_of_turn
         return end + tokenizer.encode("\n<|im_start|>user\n", add_special_tokens=False)
 
@@ -250,7 +267,7 @@ class VideoLLMAdapter:
     @classmethod
     def random_config(cls, spec: dict, text: dict, token_id: dict):
         """(model config, image processor) of an `architectures` spec; `text`: the text model's
-        config kwargs, `token_id`: the byte tokenizer's special token ids."""
+        config kwargs, `token_id`: the ids of `special_tokens` in the byte tokenizer."""
         raise NotImplementedError
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -30,10 +30,17 @@ class LoadedModel:
     model: nn.Module
     tokenizer: object
     adapter: VideoLLMAdapter
-    settings: dict  # frame preprocessing: size or min/max pixels, image_mean, image_std
+    settings: dict  # frame preprocessing: size or min/max pixels (max_pixels: any cap applied),
+    #                 image_mean, image_std
     name: str
     # held while tokenizing: whether special tokens are parsed is a switch on the shared tokenizer
     tokenizer_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def with_max_pixels(self, max_pixels: int | None) -> "LoadedModel":
+        """The same model, tokenizer (and its lock) with at most `max_pixels` pixels per frame,
+        applied by the family's adapter (`frame_settings`: ValueError where frames have a fixed
+        size); None: these settings."""
+        return replace(self, settings=self.adapter.frame_settings(self.settings, max_pixels))
 
 
 def default_device_and_dtype(device: str | None = None, dtype: torch.dtype | None = None):
@@ -46,11 +53,14 @@ def default_device_and_dtype(device: str | None = None, dtype: torch.dtype | Non
 
 def load_model(name_or_path: str, *, device: str | None = None, dtype: torch.dtype | None = None,
                attn_implementation: str = "sdpa", trust_remote_code: bool = False,
-               device_map: str | dict | None = None) -> LoadedModel:
+               device_map: str | dict | None = None, max_pixels: int | None = None) -> LoadedModel:
     """Load a supported video LLM, its tokenizer and its frame preprocessing settings.
 
     name_or_path: a hub id (downloaded or cached) or a local checkpoint directory.
     device_map="auto" spreads a big model over the GPUs (accelerate); then device is ignored.
+    max_pixels: at most this many pixels per frame (the Qwen-VL families; None: the
+    checkpoint's range). A family with fixed-size frames (LLaVA-OneVision) refuses it with a
+    ValueError, before any weights load.
     """
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer
 
@@ -65,7 +75,10 @@ def load_model(name_or_path: str, *, device: str | None = None, dtype: torch.dty
             f"(`huggingface-cli download {name_or_path}`); offline machines need them in the "
             "cache (HF_HUB_OFFLINE=1).") from err
     architectures = getattr(config, "architectures", None) or [type(config).__name__]
-    family_of(architectures)  # unsupported: says so before any weights load
+    family = family_of(architectures)  # unsupported: says so before any weights load
+    # as does a cap the family's frames refuse
+    settings = family.frame_settings(preprocessing_settings(name_or_path, family, config),
+                                     max_pixels)
     try:
         model = AutoModelForImageTextToText.from_pretrained(
             name_or_path, dtype=dtype, attn_implementation=attn_implementation,
@@ -77,12 +90,10 @@ def load_model(name_or_path: str, *, device: str | None = None, dtype: torch.dty
     if device_map is None:
         model = model.to(device)
     model.eval()
-    adapter = adapter_for(model)
-    return LoadedModel(model, tokenizer, adapter, preprocessing_settings(name_or_path, adapter),
-                       str(name_or_path))
+    return LoadedModel(model, tokenizer, adapter_for(model), settings, str(name_or_path))
 
 
-def preprocessing_settings(name_or_path: str, adapter: VideoLLMAdapter) -> dict:
+def preprocessing_settings(name_or_path: str, family: type[VideoLLMAdapter], config) -> dict:
     """Frame resize/normalise settings from the checkpoint's image processor config."""
     from transformers import AutoImageProcessor
 
@@ -92,7 +103,7 @@ def preprocessing_settings(name_or_path: str, adapter: VideoLLMAdapter) -> dict:
         log.warning("no image processor config in %s (%s); using the family defaults",
                     name_or_path, _first_line(err))
         processor = None
-    return adapter.preprocessing(processor, adapter.model.config)
+    return family.preprocessing(processor, config)
 
 
 def _check_reachable(name_or_path: str, timeout_s: float = 3.0) -> None:
@@ -135,29 +146,27 @@ def _first_line(err: Exception) -> str:
 
 # --- random-weight checkpoints -------------------------------------------------------------------
 
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
-                  "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<image>", "<video>"]
-TOKEN_ID = {token: 256 + i for i, token in enumerate(SPECIAL_TOKENS)}
-
-
 def random_model(name: str, *, device: str | None = None, dtype=None,
                  num_layers: int | None = None, seed: int = 0,
-                 attn_implementation: str = "sdpa") -> LoadedModel:
+                 attn_implementation: str = "sdpa", max_pixels: int | None = None) -> LoadedModel:
     """A named architecture (`registry.ARCHITECTURES`) with random weights, in memory, with the
-    byte-level tokenizer: the real shapes and speed of a model you need not download."""
+    byte-level tokenizer: the real shapes and speed of a model you need not download.
+    max_pixels: as `load_model`'s."""
     from transformers import AutoModelForImageTextToText
 
     device, dtype = default_device_and_dtype(device, dtype)
+    family = architecture(name)[0]
+    token_id = special_token_ids(family)
     torch.manual_seed(seed)
     config, image_processor = random_config(name, num_layers)
     model = AutoModelForImageTextToText.from_config(config, dtype=dtype,
                                                     attn_implementation=attn_implementation)
-    model.generation_config.eos_token_id = TOKEN_ID["<|im_end|>"]
-    model.generation_config.pad_token_id = TOKEN_ID["<|endoftext|>"]
+    model.generation_config.eos_token_id = token_id[family.end_of_turn]
+    model.generation_config.pad_token_id = token_id[family.pad_token]
     model = model.to(device).eval()
     adapter = adapter_for(model)
-    settings = adapter.preprocessing(image_processor, config)
-    return LoadedModel(model, _byte_tokenizer(), adapter, settings, name)
+    settings = adapter.frame_settings(adapter.preprocessing(image_processor, config), max_pixels)
+    return LoadedModel(model, _byte_tokenizer(family), adapter, settings, name)
 
 
 def build_random_checkpoint(name: str, out_dir: str | Path, *, num_layers: int | None = None,
@@ -186,28 +195,35 @@ def random_config(name: str, num_layers: int | None = None):
     """(model config, image processor) of a named architecture; its text model shortened to
     `num_layers` if given."""
     family, spec = architecture(name)
+    token_id = special_token_ids(family)
     hidden, ffn, layers, heads, kv_heads, vocab, tied = spec["text"]
     text = dict(hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=num_layers or layers,
                 num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab,
                 tie_word_embeddings=tied, max_position_embeddings=32768,
-                eos_token_id=TOKEN_ID["<|im_end|>"], pad_token_id=TOKEN_ID["<|endoftext|>"],
+                eos_token_id=token_id[family.end_of_turn], pad_token_id=token_id[family.pad_token],
                 bos_token_id=None)
-    config, image_processor = family.random_config(spec, text, TOKEN_ID)
+    config, image_processor = family.random_config(spec, text, token_id)
     # saved with the checkpoint: an app can tell its answers are meaningless (RANDOM_WEIGHTS)
     setattr(config, RANDOM_WEIGHTS, True)
     return config, image_processor
 
 
-def _byte_tokenizer():
+def special_token_ids(family: type[VideoLLMAdapter]) -> dict[str, int]:
+    """Ids of the family's special tokens in its byte tokenizer: 256 on, in declared order."""
+    return {token: 256 + i for i, token in enumerate(family.special_tokens)}
+
+
+def _byte_tokenizer(family: type[VideoLLMAdapter]):
     """Byte-level BPE without merges (every UTF-8 byte a token, ids 0..255) + the special
-    tokens of the Qwen / LLaVA chat formats (ids 256..264)."""
+    tokens the family's prompts use (`special_token_ids`)."""
     from transformers import Qwen2Tokenizer
 
     vocab = {symbol: i for i, symbol in enumerate(_byte_symbols())}
-    vocab.update(TOKEN_ID)
-    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token="<|endoftext|>",
-                               eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
+    vocab.update(special_token_ids(family))
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=family.pad_token,
+                               eos_token=family.end_of_turn, pad_token=family.pad_token)
+    others = [token for token in family.special_tokens if token != family.pad_token]
+    tokenizer.add_special_tokens({"additional_special_tokens": others})
     return tokenizer
 
 

@@ -19,6 +19,7 @@ class LlavaOnevisionAdapter(VideoLLMAdapter):
     position_mode = "reindex"
     paper_thresholds = ((0.85, 0.65), (0.85, 0.55))  # LLaVA-OV-7B on VideoMME
     paper_model = "LLaVA-OneVision-7B"
+    special_tokens = VideoLLMAdapter.special_tokens + ("<image>", "<video>")
     # text: hidden, ffn, layers, heads, kv heads, vocab, tied embeddings
     architectures = {
         "llava-onevision-qwen2-0.5b-ov-hf": dict(
@@ -55,6 +56,17 @@ class LlavaOnevisionAdapter(VideoLLMAdapter):
         return dict(size=size.get("height") or config.vision_config.image_size,
                     image_mean=getattr(processor, "image_mean", SIGLIP_MEAN),
                     image_std=getattr(processor, "image_std", SIGLIP_STD))
+
+    @classmethod
+    def frame_settings(cls, settings, max_pixels):
+        if max_pixels is None:
+            return dict(settings)
+        side = settings["size"]
+        raise ValueError(
+            f"max_pixels={max_pixels}: a frame-size cap applies to the Qwen-VL families (Qwen2-VL, "
+            "Qwen2.5-VL, Qwen3-VL), which resize frames within a pixel range; LLaVA-OneVision "
+            f"resizes every frame to the same {side}x{side} pixels. Leave max_pixels out "
+            "(fewer frames make its videos cheaper).")
 
     def vision_module(self):
         return self.model.model.vision_tower

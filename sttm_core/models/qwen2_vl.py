@@ -13,6 +13,7 @@ the question back inside the video's time range; `patch` swaps in `rope_index` b
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Iterator
 
 import torch
@@ -34,6 +35,8 @@ class Qwen2VLAdapter(VideoLLMAdapter):
     frames_per_token_frame = 2  # temporal patch size
     paper_thresholds = ((0.85, 0.60), (0.80, 0.60))  # Qwen2-VL-7B on VideoMME
     paper_model = "Qwen2-VL-7B"
+    special_tokens = VideoLLMAdapter.special_tokens + (
+        "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
     architectures = {
         "tiny-qwen2-vl": dict(
             text=(64, 128, 4, 4, 2, 272, False),
@@ -62,6 +65,18 @@ class Qwen2VLAdapter(VideoLLMAdapter):
         return dict(min_pixels=VIDEO_PIXELS[0], max_pixels=VIDEO_PIXELS[1],
                     image_mean=getattr(processor, "image_mean", CLIP_MEAN),
                     image_std=getattr(processor, "image_std", CLIP_STD))
+
+    @classmethod
+    def frame_settings(cls, settings, max_pixels):
+        """max_pixels replaces the video processor's maximum: a hard cap per frame, which
+        below the minimum lowers it too (`smart_resize`)."""
+        if max_pixels is None:
+            return dict(settings)
+        if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral) \
+                or max_pixels < 1:
+            raise ValueError(f"max_pixels={max_pixels!r} is not a positive whole number of "
+                             "pixels per frame")
+        return {**settings, "max_pixels": int(max_pixels)}
 
     def vision_module(self):
         return self.model.model.visual

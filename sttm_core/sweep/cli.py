@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merge-layer", type=int, default=2, help="decoder layer k (2)")
     p.add_argument("--root-level", type=int, default=1, help="quadtree root level (1)")
     p.add_argument("--max-new-tokens", type=int, default=8, help="tokens per answer (8)")
-    p.add_argument("--max-pixels", type=int, help="Qwen-VL frame size cap in pixels")
+    p.add_argument("--max-pixels", type=int,
+                   help="Qwen-VL frame size cap in pixels (other families refuse it)")
     p.add_argument("--limit", type=int, help="only the first N questions (quick tries)")
     p.add_argument("--skip-missing", action="store_true",
                    help="skip questions whose video file is missing (default: error)")

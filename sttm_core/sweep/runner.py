@@ -81,7 +81,7 @@ def run_model_video(loaded, video: Video, cells: list[Cell], reference_done: boo
     from ..chat import VideoChat
 
     chat = VideoChat(loaded, STTMConfig.all_tokens(args.merge_layer), num_frames=args.frames,
-                     max_pixels=args.max_pixels, max_new_tokens=args.max_new_tokens)
+                     max_new_tokens=args.max_new_tokens)
     if reference_done:
         log.info("%s: re-running all tokens for agree / kl", video.key)
     reference = _answer_cell(chat, Setting("all"), video, args)
@@ -226,7 +226,8 @@ def _load(args, state):
         log.warning("--device-map %s with %d processes: each process spreads the model over "
                     "every visible GPU", args.device_map, state.num_processes)
     dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
-    return load_model(args.model, device=device, dtype=dtype, device_map=args.device_map)
+    return load_model(args.model, device=device, dtype=dtype, device_map=args.device_map,
+                      max_pixels=args.max_pixels)
 
 
 def _use_cpu(args) -> bool:

@@ -1,6 +1,15 @@
 """Model inputs for the tiny checkpoints: a video prompt built the way the chat runtime builds it."""
 import torch
 
+MAX_PIXELS = 28 * 28 * 15  # 15 Qwen2-VL tokens per frame (84x140)
+
+
+def small(loaded):
+    """The model with at most MAX_PIXELS pixels per frame where its family resizes frames within
+    a pixel range (its settings have one), so tests run on few tokens; fixed-size frames as
+    they are."""
+    return loaded.with_max_pixels(MAX_PIXELS) if "max_pixels" in loaded.settings else loaded
+
 
 def small_frames(loaded):
     """Frame-size settings for at most 15 tokens per frame (Qwen-VL families; LLaVA ignores
