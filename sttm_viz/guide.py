@@ -102,6 +102,15 @@ WORDS = {
     "asks_model": "{method} needs a model: it picks tokens by a question's attention inside "
                   "the model, and this page has none. Every patch is shown.",
     "baseline_mode": "baselines always keep the token budget",
+    # what a control says while it does not act (its help comes back when it does)
+    "set_by_budget": "set by the budget",
+    "keeps_budget": "not used: {method} keeps the budget",
+    "auto_not_used": "{why} · {name} not used",
+    "tau_t_off": "off: merging across frames is off (tick the box above)",
+    "no_quadtree": "not used: {method} has no quadtree",
+    # the map while the server computes what the page cannot
+    "finding_tables": "Finding τS and τT for every budget on this video (once per video)…",
+    "computing_tokens": "{method}: computing its tokens…",
 }
 
 # What the model's answers are worth: said wherever an answer appears (chat, TTFT, scores)

@@ -40,6 +40,12 @@ export const app = {
   /** A control's line of help (the protocol's controls, by name). */
   info(name) { return this.protocol.controls[name].info; },
 
+  /** A method's label in the menu (the current method's by default). */
+  label(name) {
+    name = name || this.settings.method;
+    return this.labels[name] || name;
+  },
+
   /** What the page knows of a method (its descriptor in the protocol). */
   method(name) {
     name = name || this.settings.method;
@@ -76,15 +82,14 @@ export const app = {
     this.control({ mode: fromSTTM && toSTTM ? mode : undefined, method, temporal, budget });
     const s = this.settings, d = this.method(), baseline = !byHand(s.method);
     const auto = s.mode === "budget" || baseline;
-    const why = baseline ? `not used: ${this.labels[s.method] || s.method} keeps the budget`
-      : "set by the budget";
+    const why = baseline ? say("keeps_budget", { method: this.label() }) : say("set_by_budget");
     const upd = (o) => o;
     const autoValues = this.autoThresholds();
     const tauS = auto ? upd({ interactive: false, info: autoInfo("τS", why, autoValues, "tauS") })
       : upd({ interactive: true, info: this.info("tauS") });
     const tauTOff = !auto && !s.temporal;
     const tauT = auto ? upd({ interactive: false, info: autoInfo("τT", why, autoValues, "tauT") })
-      : upd({ interactive: !tauTOff, info: tauTOff ? "off: merging across frames is off (tick the box above)" : this.info("tauT") });
+      : upd({ interactive: !tauTOff, info: tauTOff ? say("tau_t_off") : this.info("tauT") });
     if (auto && autoValues) { // only a threshold the slider can hold (−1 / 1.01: "not used")
       if (isTau(autoValues.tauS)) tauS.value = autoValues.tauS;
       if (isTau(autoValues.tauT)) tauT.value = autoValues.tauT;
@@ -100,7 +105,7 @@ export const app = {
              tauS, tauT,
              temporal: { interactive: d.temporal === "user" && !baseline },
              budget: { visible: auto },
-             root: { interactive: tree, info: tree ? this.info("root") : `not used: ${this.labels[s.method] || s.method} has no quadtree` } };
+             root: { interactive: tree, info: tree ? this.info("root") : say("no_quadtree", { method: this.label() }) } };
   },
 
   /** The budget slider moved: the automatic thresholds for the τS / τT sliders. */
@@ -109,7 +114,7 @@ export const app = {
     const values = this.autoThresholds();
     if (!values) return {};
     const show = (name, v) => ({ ...(isTau(v) ? { value: v } : {}),
-                                 info: autoInfo(name === "tauS" ? "τS" : "τT", "set by the budget", values, name) });
+                                 info: autoInfo(name === "tauS" ? "τS" : "τT", say("set_by_budget"), values, name) });
     return { tauS: show("tauS", values.tauS), tauT: show("tauT", values.tauT) };
   },
 
@@ -201,7 +206,7 @@ export const app = {
       const temporal = { on: true, off: false }[d.temporal] ?? s.temporal;
       const r = d.quadtree ? root : ev.L - 1;
       const table = this.tables[`${r}|${temporal}`];
-      if (!table) return { kind: "wait", need: `table|${r}|${temporal}`, why: "Finding τS and τT for every budget on this video (once per video)…" };
+      if (!table) return { kind: "wait", need: `table|${r}|${temporal}`, why: say("finding_tables") };
       const k = Math.max(0, Math.min(table.budgets.length - 1, Math.round((s.budget - table.budgets[0]) / 0.01)));
       return { kind: "merge", source: "budget", tauS: table.tau_s[k], tauT: table.tau_t[k], root: r,
                target: table.budgets[k], keep: table.keep[k] };
@@ -211,8 +216,8 @@ export const app = {
     if (t && t.method === s.method && (asks || Math.abs(t.budget - s.budget) < 1e-9)) {
       return { kind: "served", method: s.method };
     }
-    if (asks) return { kind: "wait", why: say(this.payload.has_model === false ? "asks_model" : "asks_question", { method: this.labels[s.method] || s.method }) };
-    return { kind: "wait", need: `tokens|${s.method}|${s.budget}`, why: `${this.labels[s.method] || s.method}: computing its tokens…` };
+    if (asks) return { kind: "wait", why: say(this.payload.has_model === false ? "asks_model" : "asks_question", { method: this.label() }) };
+    return { kind: "wait", need: `tokens|${s.method}|${s.budget}`, why: say("computing_tokens", { method: this.label() }) };
   },
 
   /** Recompute the tokens for the current settings (if they changed) and redraw. */
@@ -284,7 +289,7 @@ export const app = {
 function autoInfo(name, why, values, key) {
   if (!values) return `${why}`;
   const v = values[key];
-  if (v !== null && !isTau(v)) return `${why} · ${name} not used`; // e.g. −1: no quadtree
+  if (v !== null && !isTau(v)) return say("auto_not_used", { why, name }); // e.g. −1: no quadtree
   return `${why}: ${fmtSim(v)}`;
 }
 
