@@ -84,9 +84,11 @@ def main(argv=None) -> None:
         from .ui import build_demo
     except ImportError as err:
         sys.exit(f"sttm-studio needs {err.name}: pip install 'sttm-studio[app]'")
+    from sttm_core.models.base import FrameSizeError
+
     try:
         engine = load_engine(args)
-    except ValueError as err:  # an option the model refuses: --max-pixels on fixed-size frames
+    except FrameSizeError as err:  # an option the model refuses: --max-pixels on fixed-size frames
         sys.exit(f"sttm-studio: {err}")
     demo = build_demo(engine, default_frames=min(args.frames, args.max_frames))
     demo.queue(default_concurrency_limit=1, max_size=64).launch(

@@ -325,3 +325,17 @@ def test_paper_tables_without_a_model(tmp_path, capsys, caplog):
         with pytest.raises(SystemExit):
             sweep.parse_args([str(QA), *PIXEL, "--paper-table", table])
         assert why in capsys.readouterr().err
+
+
+def test_a_model_that_cannot_run_ends_the_sweep_with_why(tmp_path, tiny_checkpoints):
+    """A frame-size cap on fixed-size frames, or weights that are not there: one line, no
+    traceback."""
+    common = [str(QA), "--device", "cpu", "--frames", "4", "--limit", "1", "--tau-s", "0.8",
+              "--tau-t", "0.6", "--out", str(tmp_path), "--quiet"]
+    llava = str(tiny_checkpoints["tiny-llava-onevision"])
+    with pytest.raises(SystemExit, match=r"^sttm-sweep: max_pixels=20000: a frame-size cap "
+                                         r"applies to the Qwen-VL families"):
+        sweep.main([*common, "--model", llava, "--max-pixels", "20000"])
+    with pytest.raises(SystemExit, match=r"^sttm-sweep: could not load the model .*no such "
+                                         r"checkpoint directory"):
+        sweep.main([*common, "--model", str(tmp_path / "no-such-checkpoint")])

@@ -25,6 +25,10 @@ class UnsupportedModelError(ValueError):
     """The model is not one of the families STTM knows how to patch."""
 
 
+class FrameSizeError(ValueError):
+    """A frame-size option (max_pixels) the model's family refuses; the message says why."""
+
+
 @dataclass
 class VideoSpan:
     """One video's grid tokens in one row of a batch: `positions` holds the sequence index of
@@ -155,11 +159,11 @@ class VideoLLMAdapter:
     @classmethod
     def frame_settings(cls, settings: dict, max_pixels: int | None) -> dict:
         """`preprocessing`'s settings with at most `max_pixels` pixels per frame (None: as
-        they are). A family whose frames have one fixed size refuses a cap (ValueError);
+        they are). A family whose frames have one fixed size refuses a cap (FrameSizeError);
         families that resize frames within a pixel range apply it."""
         if max_pixels is None:
             return dict(settings)
-        raise ValueError(f"max_pixels={max_pixels}: {cls.__name__} takes no frame-size cap "
+        raise FrameSizeError(f"max_pixels={max_pixels}: {cls.__name__} takes no frame-size cap "
                          "(its frames have a fixed size); leave max_pixels out")
 
     def vision_module(self) -> nn.Module:

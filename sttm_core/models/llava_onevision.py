@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from .base import VideoLLMAdapter, VideoPrompt, normalise, pooled_only, resize_frames
+from .base import FrameSizeError, VideoLLMAdapter, VideoPrompt, normalise, pooled_only, resize_frames
 
 SIGLIP_MEAN = SIGLIP_STD = [0.5, 0.5, 0.5]
 SIGLIP_SO400M = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=26,
@@ -62,7 +62,7 @@ class LlavaOnevisionAdapter(VideoLLMAdapter):
         if max_pixels is None:
             return dict(settings)
         side = settings["size"]
-        raise ValueError(
+        raise FrameSizeError(
             f"max_pixels={max_pixels}: a frame-size cap applies to the Qwen-VL families (Qwen2-VL, "
             "Qwen2.5-VL, Qwen3-VL), which resize frames within a pixel range; LLaVA-OneVision "
             f"resizes every frame to the same {side}x{side} pixels. Leave max_pixels out "

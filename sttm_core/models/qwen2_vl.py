@@ -19,7 +19,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from .base import (AttributeOverride, VideoLLMAdapter, VideoPrompt, normalise, pooled_only,
+from .base import (AttributeOverride, FrameSizeError, VideoLLMAdapter, VideoPrompt, normalise, pooled_only,
                    resize_frames, true_runs)
 
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
@@ -74,7 +74,7 @@ class Qwen2VLAdapter(VideoLLMAdapter):
             return dict(settings)
         if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral) \
                 or max_pixels < 1:
-            raise ValueError(f"max_pixels={max_pixels!r} is not a positive whole number of "
+            raise FrameSizeError(f"max_pixels={max_pixels!r} is not a positive whole number of "
                              "pixels per frame")
         return {**settings, "max_pixels": int(max_pixels)}
 

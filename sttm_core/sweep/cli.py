@@ -157,6 +157,8 @@ def main(argv=None) -> int:
         from accelerate import PartialState
     except ImportError:
         sys.exit("sttm-sweep needs accelerate: pip install 'sttm-studio[eval]'")
+    from ..models.base import FrameSizeError, UnsupportedModelError
+    from ..models.checkpoints import ModelLoadError
     try:
         if args.paper_table:
             table, rows = run_table(args, run)
@@ -165,8 +167,8 @@ def main(argv=None) -> int:
                 print(f"wrote {Path(args.out) / f'table{table.number}.csv'}")
             return 0
         outcome = run(args)
-    except QAError as err:  # a malformed QA file: its message says where and why
-        sys.exit(f"sttm-sweep: {err}")
+    except (QAError, ModelLoadError, UnsupportedModelError, FrameSizeError) as err:
+        sys.exit(f"sttm-sweep: {err}")  # a malformed QA file, a model that cannot run: says why
     if PartialState().is_main_process:
         print(format_table(outcome.summary))
         print(outcome.reason)
