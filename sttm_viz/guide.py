@@ -111,6 +111,9 @@ WORDS = {
     # the map while the server computes what the page cannot
     "finding_tables": "Finding τS and τT for every budget on this video (once per video)…",
     "computing_tokens": "{method}: computing its tokens…",
+    # the page's scripts did not arrive (said by ui.py, which has no page scripts to ask)
+    "scripts_failed": "The lab's scripts did not load ({error}). Reload the page; if this "
+                      "stays, the server is not serving sttm_viz/web (Gradio's file route).",
 }
 
 # What the model's answers are worth: said wherever an answer appears (chat, TTFT, scores)

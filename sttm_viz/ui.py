@@ -168,8 +168,13 @@ def _histogram(which: str) -> gr.HTML:
 
 
 def _when_loaded(code: str) -> str:
-    """js_on_load code run once the page's bridge module is loaded (the lab's head imports it)."""
-    return f"(function go() {{ if (window.sttmPage) sttmPage.then(() => {{ {code} }}); else setTimeout(go, 20); }})();"
+    """js_on_load code run once the page's bridge module is loaded (the lab's head imports it);
+    if it cannot load (a proxy that blocks Gradio's file route, a lost connection), the component
+    says so instead of staying blank."""
+    failed = json.dumps(guide.WORDS["scripts_failed"])
+    return ("(function go() { if (!window.sttmPage) { setTimeout(go, 20); return; }"
+            f" sttmPage.then(() => {{ {code} }}, (err) => {{ element.textContent ="
+            f" {failed}.replace('{{error}}', err.message); }}); }})();")
 
 
 def _model_tabs(c: dict, engine: Engine) -> None:

@@ -315,3 +315,13 @@ def test_readme_screenshots(browser, serve, tmp_path):
     page.close()
     for shot in (first, second):
         assert 20_000 < shot.stat().st_size < 400_000
+
+
+def test_a_lab_whose_scripts_do_not_load_says_so(browser, app_url):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.route("**/gradio.js", lambda route: route.abort())
+    page.goto(app_url)
+    lab = page.locator("#sttm-lab")
+    lab.get_by_text("The lab's scripts did not load").wait_for(timeout=60_000)
+    assert "Reload the page" in lab.inner_text()
+    page.close()
