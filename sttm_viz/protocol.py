@@ -74,7 +74,6 @@ def page_protocol(presets: dict) -> dict:
     return {"version": PROTOCOL_VERSION,
             "menu": METHOD_MENU, "controls": CONTROLS,
             "methods": {name: method_descriptor(METHODS[name]) for name in METHOD_MENU.values()},
-            "modes": guide.MODES, "defaults": DEFAULTS, "help": guide.HELP,
-            "words": guide.WORDS, "labels": guide.LABELS,
-            "presets": {name: list(taus) for name, taus in presets.items()},
-            "ranges": {"tau": list(TAU_RANGE), "budget": list(BUDGET_RANGE)}}
+            "modes": guide.MODES, "words": guide.WORDS,
+            "labels": {k: guide.LABELS[k] for k in ("example", "presets")},  # the static page's
+            "presets": {name: list(taus) for name, taus in presets.items()}}

@@ -135,7 +135,8 @@ def test_the_page_words_come_from_python(site):
     presets = guide.presets(paper_presets()[1])  # pixels: LLaVA-OneVision-7B's, said so
     assert config["protocol"] == json.loads(json.dumps(page_protocol(presets)))  # the app's
     protocol = config["protocol"]
-    assert protocol["help"] == guide.HELP and protocol["labels"] == guide.LABELS
+    assert protocol["controls"]["tauS"]["info"] == guide.HELP["tau_s"]
+    assert protocol["labels"]["example"] == guide.LABELS["example"]
     assert protocol["menu"] == METHOD_MENU and protocol["modes"] == guide.MODES
     assert protocol["presets"] == {k: list(v) for k, v in presets.items()}
     assert "LLaVA-OneVision-7B" in config["preset_note"]

@@ -16,7 +16,7 @@ const PROTOCOL_VERSION = 2; // sttm_viz/protocol.py: the one this page is writte
 export const app = {
   payload: null, ev: null, images: [], tables: {}, served: null,
   settings: {},   // the page's controls (names as here, values as the protocol's defaults)
-  protocol: null, // sttm_viz/protocol.py: methods, modes, defaults, words, presets
+  protocol: null, // sttm_viz/protocol.py: controls, methods, modes, words, presets
   methods: {},    // label -> name (the method menu)
   labels: {},     // name -> label
   view: { frame: 0, step: 3, colourBy: "size", selected: null, hover: -1, playing: false },
@@ -34,7 +34,7 @@ export const app = {
     this.methods = protocol.menu;
     this.labels = Object.fromEntries(Object.values(protocol.methods).map((m) => [m.name, m.label]));
     useWords(protocol.words);
-    this.control(protocol.defaults);
+    this.control(Object.fromEntries(Object.entries(protocol.controls).map(([name, c]) => [name, c.default])));
   },
 
   /** A control's line of help (the protocol's controls, by name). */
