@@ -14,8 +14,8 @@ from torch import Tensor
 
 from .quadtree import QuadtreePyramid, SpatialTokens, pyramid_sizes
 from .reduction import OFF, Thresholds, check_temporal_mode, check_threshold, is_int
-from .temporal import (TEMPORAL_MODES, candidate_pairs, group_labels, keep_every_frame,
-                       merge_groups, pair_similarity)
+from .temporal import (candidate_pairs, group_labels, keep_every_frame, merge_groups,
+                       pair_similarity)
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from sttm_core.qa import MAX_QUESTION_CHARS
 from . import guide, handlers
 from .gpu import in_worker, zero_gpu
 from .protocol import CONTROLS as PAGE_CONTROLS, page_protocol
-from .session import Engine, Session, UserError, short_repr
+from .session import Engine, UserError, short_repr
 
 log = logging.getLogger(__name__)
 
